@@ -23,6 +23,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def root() -> None:
+    """Label text with a teacher LLM, train a small student on it, export the student to ONNX."""
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Map the error family to exit codes; a user error never shows a traceback."""
 
@@ -50,6 +55,82 @@ def overrides(**flags: Any) -> dict[str, Any]:
 
 
 # --- label -------------------------------------------------------------------------------------------
+
+
+@app.command("label")
+@handle_errors
+def label_command(
+    input: Optional[str] = typer.Argument(None, help="csv / jsonl / parquet / txt file, a saved datasets folder, or a hub id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (labels.jsonl, metrics.json, ...)."),
+    labels: Optional[str] = typer.Option(None, help="Comma-separated labels, e.g. positive,negative."),
+    labels_file: Optional[str] = typer.Option(None, help="Labels with descriptions (.yaml/.json/.csv/.txt)."),
+    recipe: Optional[Path] = typer.Option(None, help="Take the settings of a recipe's label section; flags override."),
+    teacher: Optional[str] = typer.Option(None, help="'local' (embedded llama.cpp) or a model name on --base-url."),
+    teacher_model: Optional[str] = typer.Option(None, help="GGUF file for --teacher local (default: Gemma 3 270M)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible URL (default: $OPENAI_BASE_URL, else OpenAI)."),
+    endpoint: Optional[str] = typer.Option(None, help="auto | completions | chat."),
+    text_column: Optional[str] = typer.Option(None, help="Column holding the text."),
+    examples: Optional[str] = typer.Option(None, "--examples", help="Few-shot examples file with text,label."),
+    instructions: Optional[str] = typer.Option(None, help="The task sentence at the top of the prompt."),
+    concurrency: Optional[int] = typer.Option(None, help="Requests in flight (default 8)."),
+    timeout: Optional[float] = typer.Option(None, help="Seconds per request (default 60)."),
+    max_retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 6)."),
+    max_rows: Optional[int] = typer.Option(None, help="Label only the first N rows."),
+    max_text_chars: Optional[int] = typer.Option(None, help="Longer texts are truncated and counted (default 4000)."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Contextual calibration (default on)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print rows, tokens and cost; call nothing."),
+    max_cost: Optional[float] = typer.Option(None, help="Stop before spending more than this many USD."),
+    price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens, for models not in the price table."),
+    price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens."),
+    batch: bool = typer.Option(False, "--batch", help="Use the OpenAI Batch API (half price, resumable)."),
+    cache: Optional[str] = typer.Option(None, help="Answer cache (SQLite) path (default ~/.cache/distill/teacher.sqlite)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for the embedded teacher."),
+) -> None:
+    """Label texts with a teacher LLM (scored by logprobs, cached, resumable)."""
+    from distill.config import LabelConfig, build, load_yaml
+
+    base = dict(load_yaml(recipe).get("label") or {}) if recipe else {}
+    flags = overrides(
+        input=input, labels=split_csv(labels) or None, labels_file=labels_file, teacher=teacher,
+        teacher_model=teacher_model, base_url=base_url, endpoint=endpoint, text_column=text_column,
+        examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
+        max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibrate=calibrate,
+        max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
+    )
+    if dry_run:
+        flags["dry_run"] = True
+    if batch:
+        flags["batch"] = True
+    cfg = build(LabelConfig, {**base, **flags}, "label settings")
+    from distill.label import label
+
+    result = label(cfg, out)
+    if cfg.dry_run:
+        for k, v in result.items():
+            typer.echo(f"{k:>22}: {v}")
+        return
+    print_label_summary(result, out)
+
+
+def print_label_summary(m: dict[str, Any], out: Path) -> None:
+    dist = ", ".join(f"{k} {v} ({v / max(m['labeled'], 1):.0%})" for k, v in m["label_distribution"].items())
+    typer.echo(
+        f"labeled {m['labeled']}/{m['rows']} rows in {m['seconds']:.1f} s "
+        f"({m['teacher_calls']} teacher calls, {m['cached']} from cache, ${m['cost_usd']:.4f})"
+    )
+    typer.echo(f"labels: {dist or 'none'}")
+    if m["low_confidence_share"] is not None:
+        typer.echo(f"low confidence: {m['low_confidence']} rows ({m['low_confidence_share']:.0%})")
+    if m["invalid"] or m["errors"] or m["skipped"] or m["truncated"]:
+        typer.echo(
+            f"invalid answers: {m['invalid']} (kept raw), failed requests: {m['errors']}, "
+            f"skipped at budget: {m['skipped']}, truncated texts: {m['truncated']}"
+        )
+    if m["errors"]:
+        typer.echo(f"last error: {m['last_error']}. Run the same command again to retry the failed rows.")
+    if m["stopped_by_budget"]:
+        typer.echo("stopped at --max-cost; raise it and run the same command again to label the rest.")
+    typer.echo(f"wrote {out}/labels.jsonl")
 
 
 # --- train -------------------------------------------------------------------------------------------

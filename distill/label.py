@@ -1,0 +1,321 @@
+"""The label stage: a teacher labels every text; the answers land in RUN_DIR/labels.jsonl.
+
+    distill label reviews.csv --labels positive,negative --teacher local --out artifacts/reviews/label
+
+Order of work: resolve the task (labels, descriptions, examples) -> read texts -> ask the teacher once
+per distinct text that the cache does not already hold -> parse every answer -> write outputs.
+Answers are cached as they arrive, so a crash or Ctrl-C loses nothing and a rerun pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+from distill import runs
+from distill.config import LabelConfig
+from distill.data import load_table, load_texts
+from distill.errors import BadInput, TeacherUnavailable
+from distill.teacher import prompt as P
+from distill.teacher.cache import AnswerCache, default_cache_path
+from distill.teacher.client import Endpoint, Teacher, build_request, estimate_request_tokens
+from distill.teacher.pricing import price_for
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+# --- resolving the task -------------------------------------------------------------------------------
+
+
+def read_labels_file(path: str) -> dict[str, str]:
+    """label -> description, from .yaml/.json (mapping or list), .csv (label,description) or .txt (label: text)."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: no such labels file")
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml", ".json"):
+        import yaml
+
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("labels"), (dict, list)):
+            data = data["labels"]
+        if isinstance(data, list):
+            return {str(x): "" for x in data}
+        if isinstance(data, dict):
+            return {str(k): "" if v is None else str(v) for k, v in data.items()}
+        raise BadInput(f"{p}: expected a mapping label -> description")
+    if suffix == ".csv":
+        ds = load_table(p)
+        if "label" not in ds.column_names:
+            raise BadInput(f"{p}: needs columns label,description; it has {ds.column_names}")
+        descs = ds["description"] if "description" in ds.column_names else [""] * len(ds)
+        return {str(lab): str(d or "") for lab, d in zip(ds["label"], descs)}
+    out: dict[str, str] = {}
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            name, _, desc = line.partition(":")
+            out[name.strip()] = desc.strip()
+    return out
+
+
+def read_examples_file(path: str) -> list[tuple[str, str]]:
+    ds = load_table(path)
+    missing = [c for c in ("text", "label") if c not in ds.column_names]
+    if missing:
+        raise BadInput(f"{path}: few-shot examples need columns text,label; it has {ds.column_names}")
+    return [(str(t), str(lab)) for t, lab in zip(ds["text"], ds["label"])]
+
+
+def resolve_task(cfg: LabelConfig) -> P.Task:
+    descriptions = dict(read_labels_file(cfg.labels_file)) if cfg.labels_file else {}
+    labels = list(cfg.labels) or list(descriptions)
+    descriptions.update(cfg.label_descriptions)
+    unknown = sorted(set(descriptions) - set(labels))
+    if unknown:
+        raise BadInput(f"descriptions given for {unknown}, which are not labels {labels}")
+    examples = [(e.text, e.label) for e in cfg.examples]
+    if cfg.examples_file:
+        examples += read_examples_file(cfg.examples_file)
+    return P.Task(
+        labels=tuple(labels),
+        descriptions={k: v for k, v in descriptions.items() if v},
+        instructions=cfg.instructions,
+        examples=tuple(examples),
+        max_text_chars=cfg.max_text_chars,
+    )
+
+
+def is_local(cfg: LabelConfig) -> bool:
+    return cfg.teacher == "local"
+
+
+def endpoint_kind(cfg: LabelConfig) -> str:
+    # A base GGUF model has no chat template, so the embedded teacher is scored on completions;
+    # remote chat models (OpenAI's) only serve chat.
+    if cfg.endpoint != "auto":
+        return cfg.endpoint
+    return "completions" if is_local(cfg) else "chat"
+
+
+# --- the stage ----------------------------------------------------------------------------------------
+
+
+def estimate(cfg: LabelConfig, texts: list[str], task: P.Task) -> dict[str, Any]:
+    """What --dry-run prints: rows, tokens and cost, without calling anything."""
+    kind = endpoint_kind(cfg)
+    unique = list(dict.fromkeys(P.truncate(t, task.max_text_chars)[0] for t in texts))
+    prompt_tokens = completion_tokens = 0
+    for text in unique:
+        p, c = estimate_request_tokens(build_request(task, text, kind, json_mode=False))
+        prompt_tokens += p
+        completion_tokens += c
+    price = price_for(cfg.teacher, is_local(cfg), cfg.price_in, cfg.price_out, cfg.batch)
+    return {
+        "rows": len(texts),
+        "unique_texts": len(unique),
+        "teacher": cfg.teacher,
+        "endpoint": kind,
+        "est_prompt_tokens": prompt_tokens,
+        "est_completion_tokens": completion_tokens,
+        "est_cost_usd": round(price.cost(prompt_tokens, completion_tokens), 4) if price.known else None,
+        "price_source": price.source,
+        "note": "estimates count ~4 characters per token; cached answers would make it cheaper",
+    }
+
+
+@contextlib.contextmanager
+def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
+    """The endpoint to talk to; for the embedded teacher, a server that lives exactly this long."""
+    kind = endpoint_kind(cfg)
+    if is_local(cfg):
+        from distill.teacher.local import default_model_path, local_server, model_identity
+
+        model = Path(cfg.teacher_model) if cfg.teacher_model else default_model_path()
+        if not model.is_file():
+            raise BadInput(f"{model}: no such GGUF file; pass --teacher-model PATH.gguf")
+        # Slots share the cores; more than the requests in flight only wastes context memory.
+        parallel = max(1, min(cfg.concurrency, 8))
+        with local_server(model, parallel=parallel, threads=cfg.threads, log_path=out / "teacher-server.log") as url:
+            yield Endpoint(url, model.name, kind, model_identity(model), timeout=cfg.timeout, max_retries=cfg.max_retries)
+        return
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        if base_url.startswith(OPENAI_URL):
+            raise TeacherUnavailable(
+                f"no API key for {base_url}: set OPENAI_API_KEY, or use --teacher local / --base-url for a local server"
+            )
+        api_key = "not-needed"  # vLLM, Ollama and llama.cpp accept anything unless configured otherwise
+    yield Endpoint(base_url, cfg.teacher, kind, cfg.teacher, api_key=api_key, timeout=cfg.timeout, max_retries=cfg.max_retries)
+
+
+def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the label stage into `out`. Returns metrics (or the estimate, for a dry run)."""
+    if not cfg.input:
+        raise BadInput("no input: pass a csv / jsonl / parquet / txt file or a datasets folder")
+    task = resolve_task(cfg)
+    texts = load_texts(cfg.input, cfg.text_column)
+    if cfg.max_rows:
+        texts = texts[: cfg.max_rows]
+    if cfg.dry_run:
+        return estimate(cfg, texts, task)
+    price = price_for(cfg.teacher, is_local(cfg), cfg.price_in, cfg.price_out, cfg.batch)
+    if cfg.max_cost is not None and not price.known:
+        raise BadInput(f"--max-cost needs a price: {price.source}; pass --price-in and --price-out (USD per 1M tokens)")
+    if cfg.batch and is_local(cfg):
+        raise BadInput("--batch is the OpenAI Batch API; the local teacher has none. Drop --batch.")
+
+    out = Path(out)
+    settings = cfg.resolved()
+    runs.start_run(out, "label", settings, argv)
+    started = time.perf_counter()
+    cache = AnswerCache(Path(cfg.cache) if cfg.cache else default_cache_path())
+    try:
+        with open_endpoint(cfg, out) as endpoint:
+            result = asyncio.run(_label_async(cfg, task, texts, endpoint, cache, price, out))
+    finally:
+        cache.close()
+    result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
+    s = result["metrics"]["seconds"]
+    result["metrics"]["rows_per_second"] = round(len(texts) / s, 3) if s > 0 else None
+    _write_outputs(out, cfg, task, result)
+    return result["metrics"]
+
+
+async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[str, Any]:
+    teacher = Teacher(endpoint, cache, price, cfg.max_cost)
+    try:
+        # The content-free input doubles as a preflight: it fails fast on a bad URL, key or model, tells
+        # whether the server returns logprobs, and is the calibration baseline.
+        probe = await teacher.preflight(build_request(task, P.CONTENT_FREE_TEXT, endpoint.kind, json_mode=False))
+        json_mode = not probe.get("top")
+        baseline = None
+        if not json_mode and cfg.calibrate:
+            baseline = P.parse_answer(probe, task.labels).probs
+
+        rows, truncated = [], 0
+        for text in texts:
+            t, cut = P.truncate(text, task.max_text_chars)
+            truncated += cut
+            rows.append(t)
+        requests = {t: build_request(task, t, endpoint.kind, json_mode) for t in dict.fromkeys(rows)}
+        keys = {t: teacher.key(r) for t, r in requests.items()}
+        answers = cache.get_many(keys.values())
+        cached = len(answers)
+        jobs = [(keys[t], requests[t]) for t in requests if keys[t] not in answers]
+
+        if jobs and cfg.batch:
+            from distill.teacher.batch import run_batch
+
+            await run_batch(teacher, jobs, out, cfg.batch_poll_seconds)
+        elif jobs:
+            await _ask_with_progress(teacher, jobs, cfg.concurrency)
+        answers.update(cache.get_many(k for k, _ in jobs))
+    finally:
+        await teacher.close()
+
+    records, counts = [], Counter()
+    for i, (text, asked) in enumerate(zip(texts, rows)):
+        answer = answers.get(keys[asked])
+        if answer is None:
+            source = "skipped" if teacher.tally.stopped_by_budget else "error"
+            rec = {"row": i, "text": text, "label": None, "probs": None, "confidence": None, "source": source, "raw": None}
+        else:
+            parsed = P.parse_answer(answer, task.labels, baseline)
+            conf = max(parsed.probs.values()) if parsed.probs else None
+            raw = None if parsed.label else (answer.get("text") if answer.get("text") is not None else json.dumps(answer.get("top")))
+            rec = {
+                "row": i, "text": text, "label": parsed.label, "probs": parsed.probs,
+                "confidence": None if conf is None else round(conf, 6), "source": parsed.source, "raw": raw,
+            }
+        counts[rec["source"]] += 1
+        records.append(rec)
+
+    labeled = [r for r in records if r["label"] is not None]
+    confident = [r for r in labeled if r["confidence"] is not None]
+    tally = teacher.tally
+    metrics = {
+        "rows": len(records),
+        "unique_texts": len(requests),
+        "duplicates": len(records) - len(requests),
+        "labeled": len(labeled),
+        "invalid": counts["invalid"],
+        "errors": counts["error"],
+        "skipped": counts["skipped"],
+        "truncated": truncated,
+        "cached": cached,
+        "teacher_calls": tally.teacher_calls,
+        "failed_requests": tally.errors,
+        "last_error": tally.last_error,
+        "prompt_tokens": tally.prompt_tokens,
+        "completion_tokens": tally.completion_tokens,
+        "cost_usd": round(tally.cost_usd, 6),
+        "price_source": price.source,
+        "stopped_by_budget": tally.stopped_by_budget,
+        "mode": "json" if json_mode else "logprobs",
+        "probs_available": not json_mode,
+        "calibrated": baseline is not None,
+        "calibration_baseline": baseline,
+        "label_distribution": dict(Counter(r["label"] for r in labeled).most_common()),
+        "low_confidence": sum(r["confidence"] < cfg.low_confidence for r in confident),
+        "low_confidence_share": round(sum(r["confidence"] < cfg.low_confidence for r in confident) / len(confident), 4)
+        if confident else None,
+        "teacher": endpoint.model,
+        "endpoint": endpoint.kind,
+    }
+    return {"records": records, "metrics": metrics}
+
+
+async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="labeling", unit="row", dynamic_ncols=True)
+
+    def tick(_key: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"${teacher.tally.cost_usd:.4f} spent, {teacher.tally.errors} failed", refresh=False)
+
+    try:
+        await teacher.ask_all(jobs, concurrency, tick)
+    finally:
+        bar.close()
+
+
+def _write_outputs(out: Path, cfg: LabelConfig, task: P.Task, result: dict[str, Any]) -> None:
+    tmp = out / "labels.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in result["records"]:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, out / "labels.jsonl")
+    m = result["metrics"]
+    runs.finish_run(out, "label", cfg.resolved(), m, _card(cfg, task, m))
+
+
+def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:
+    dist = ", ".join(f"{k}: {v}" for k, v in m["label_distribution"].items()) or "none"
+    return f"""# Label run
+
+Teacher `{m['teacher']}` ({m['endpoint']} endpoint, {m['mode']} scoring{', calibrated' if m['calibrated'] else ''})
+labeled `{cfg.input}` into {', '.join(task.labels)} with {len(task.examples)} few-shot examples.
+
+| | |
+|---|---|
+| rows | {m['rows']} ({m['unique_texts']} distinct) |
+| labeled | {m['labeled']} |
+| invalid answers (kept raw, label null) | {m['invalid']} |
+| failed requests (rerun to retry) | {m['errors']} |
+| skipped at the budget cap | {m['skipped']} |
+| answers from the cache | {m['cached']} |
+| teacher calls | {m['teacher_calls']} |
+| cost | ${m['cost_usd']:.4f} ({m['price_source']}) |
+| label distribution | {dist} |
+| low-confidence share (< {cfg.low_confidence}) | {m['low_confidence_share']} |
+
+`labels.jsonl` holds one line per input row, in input order: text, label, probs, confidence, source, raw.
+"""
