@@ -142,6 +142,36 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
 # --- run / report ------------------------------------------------------------------------------------
 
 
+@app.command("run")
+@handle_errors
+def run_cmd(
+    recipe: Path = typer.Argument(..., help="A YAML recipe with label / train / export sections, e.g. pipelines/restaurant-reviews.yaml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe setting: --set train.epochs=3 (the value is read as YAML). Repeatable."),
+    plan_only: bool = typer.Option(False, "--plan", help="Print what would run or be skipped, and how long it should take; run nothing."),
+) -> None:
+    """Label -> train -> export from one recipe into artifacts/<name>/, skipping stages already done with the same settings."""
+    from distill.pipeline import describe_plan, load_recipe, plan, run_pipeline
+
+    cfg = load_recipe(recipe, set_)
+    if plan_only:
+        for line in describe_plan(cfg, plan(cfg)):
+            typer.echo(line)
+        return
+    run_pipeline(cfg, say=typer.echo)
+
+
+@app.command("report")
+@handle_errors
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="The folder `distill run` wrote (artifacts/<name>), or one stage's run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN_DIR/report.html)."),
+) -> None:
+    """Rebuild the HTML report from the run folders (labels, student metrics, size and latency, time and money)."""
+    from distill.report import build_report
+
+    typer.echo(str(build_report(run_dir, out)))
+
+
 def main() -> None:
     app()
 

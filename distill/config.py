@@ -112,19 +112,44 @@ class ExportConfig(_Config):
 
 
 class PipelineConfig(_Config):
-    """A recipe: `distill run pipelines/X.yaml` chains label -> train -> export."""
+    """A recipe: `distill run pipelines/X.yaml` chains label -> train -> export.
 
-    name: str
+    Each stage writes `<artifacts>/<name>/<stage>/`; train.data and export.model are wired to the previous
+    stage's folder unless the recipe sets them.
+    """
+
+    name: str  # also the folder name under artifacts/
     description: str = ""
     artifacts: str = "artifacts"
     label: LabelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(f"{v!r}: use letters, digits, '.', '_' or '-' (it names the folder under artifacts/)")
+        return v
+
     @model_validator(mode="after")
-    def _label_input(self) -> "PipelineConfig":
+    def _chain_is_runnable(self) -> "PipelineConfig":
+        # Raised with the key's own location so the message reads `label.input: ...`, not `(top level): ...`.
+        problems = []
         if not self.label.input:
-            raise ValueError("label.input: the recipe must name the texts to label")
+            problems.append((("label", "input"), "the recipe must name the texts to label"))
+        if not self.label.labels_file and len(self.label.labels) < 2:
+            problems.append((("label", "labels"), "needs at least two (e.g. labels: [negative, positive]), or a labels_file"))
+        if problems:
+            from pydantic import ValidationError
+            from pydantic_core import InitErrorDetails, PydanticCustomError
+
+            raise ValidationError.from_exception_data(
+                "PipelineConfig",
+                [InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None) for loc, msg in problems],
+            )
         return self
 
 

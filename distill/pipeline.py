@@ -1,0 +1,423 @@
+"""`distill run RECIPE`: label -> train -> export from one YAML recipe.
+
+    distill run pipelines/restaurant-reviews.yaml
+    distill run pipelines/restaurant-reviews.yaml --set train.epochs=2 --set export.quantize=none
+
+Each stage writes `<artifacts>/<name>/<stage>/` with the stage function the stand-alone command uses;
+this module is only the chain. Its memory is `<artifacts>/<name>/pipeline.json`: for every stage, the key
+it ran with and the manifest it left. A stage is skipped when its folder holds a finished run (manifest)
+that this pipeline recorded under the same key. The key hashes the stage's settings, the contents of the
+input files it names, and the key of the stage it reads from, so a label change re-runs train and export
+while an export change re-runs export alone. A stage that stopped half-way is run again in place: label
+picks up its answers from the teacher cache, train resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from distill.config import PipelineConfig, build, load_yaml
+from distill.errors import BadInput
+from distill.runs import MANIFEST, is_finished, read_json, require_finished, settings_hash, write_json
+
+STAGES = ("label", "train", "export")
+STATE_FILE = "pipeline.json"
+# Settings that point at files or folders; relative ones may be written relative to the recipe.
+PATH_KEYS = {
+    "label": ("input", "labels_file", "examples_file", "teacher_model", "cache"),
+    "train": ("data", "gold", "student"),
+    "export": ("model",),
+}
+# Where each stage reads its predecessor's run folder, when the recipe does not say.
+UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
+# Settings that change how a run proceeds, not what it produces: left out of the key.
+NOT_IN_KEY = {"train": ("resume",), "label": ("dry_run",)}
+
+Say = Callable[[str], None]
+
+
+# --- recipe -------------------------------------------------------------------------------------------
+
+
+def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """`--set train.epochs=3`: the value is read as a YAML scalar (3 -> int, true -> bool, [a, b] -> list)."""
+    import yaml
+
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise BadInput(f"--set {item!r}: expected STAGE.KEY=VALUE, for example --set train.epochs=3")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise BadInput(f"--set {item!r}: {raw!r} is not a valid YAML value; quote it, e.g. '{key}=\"{raw}\"'") from None
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise BadInput(f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, sets: list[str] | None = None) -> PipelineConfig:
+    """Read, override and validate a recipe. Errors name the key: `recipe.yaml: train.learning_rate: ...`."""
+    path = Path(path)
+    data = apply_sets(load_yaml(path), list(sets or []))
+    source = f"{path}" + (" (with --set)" if sets else "")
+    cfg: PipelineConfig = build(PipelineConfig, data, source)
+    _resolve_paths(cfg, path.parent)
+    return cfg
+
+
+def _resolve_paths(cfg: PipelineConfig, recipe_dir: Path) -> None:
+    """A relative path that exists next to the recipe is taken from there; otherwise it stays as written
+    (relative to where `distill run` is started)."""
+    for stage, keys in PATH_KEYS.items():
+        section = getattr(cfg, stage)
+        for key in keys:
+            value = getattr(section, key)
+            if value and not Path(value).is_absolute() and (recipe_dir / value).exists():
+                setattr(section, key, str(recipe_dir / value))
+
+
+# --- plan ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    stage: str
+    out: Path
+    config: Any
+    key: str
+    action: str = "run"  # "run", "skip" (finished with this key) or "resume" (stopped half-way with this key)
+    seconds: tuple[float, float] = (0.0, 0.0)  # estimate, low and high
+    note: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
+    """Each stage's config, with its input wired to the previous stage's folder unless the recipe set it."""
+    root = run_root(cfg)
+    configs = {stage: getattr(cfg, stage).model_copy(deep=True) for stage in STAGES}
+    for stage, (key, upstream) in UPSTREAM.items():
+        if not getattr(configs[stage], key):
+            setattr(configs[stage], key, str(root / upstream))
+    return configs
+
+
+def wired_upstream(stage: str, config: Any, root: Path) -> str | None:
+    """The stage whose pipeline folder this one reads; None when the recipe points it elsewhere."""
+    if stage not in UPSTREAM:
+        return None
+    key, up = UPSTREAM[stage]
+    return up if Path(getattr(config, key)) == root / up else None
+
+
+def run_root(cfg: PipelineConfig) -> Path:
+    return Path(cfg.artifacts) / cfg.name
+
+
+def stage_keys(cfg: PipelineConfig, configs: dict[str, Any]) -> dict[str, str]:
+    """The identity of each stage's output: its settings, the bytes of the files it names, its upstream key."""
+    keys: dict[str, str] = {}
+    root = run_root(cfg)
+    for stage in STAGES:
+        settings = configs[stage].resolved()
+        for k in NOT_IN_KEY.get(stage, ()):
+            settings.pop(k, None)
+        inputs = {k: _file_digest(settings.get(k)) for k in PATH_KEYS[stage] if _file_digest(settings.get(k))}
+        upstream = ""
+        up = wired_upstream(stage, configs[stage], root)
+        if up:
+            upstream = keys[up]
+            settings[UPSTREAM[stage][0]] = f"<{up} stage>"  # the folder's name is not what matters, its key is
+        keys[stage] = settings_hash({"settings": settings, "inputs": inputs, "upstream": upstream})
+    return keys
+
+
+def _file_digest(value: Any) -> str | None:
+    """Content hash of a file setting, so an edited input file counts as a changed setting."""
+    if not isinstance(value, str) or not value or not Path(value).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(value, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def plan(cfg: PipelineConfig) -> list[Step]:
+    """What `run` would do for each stage, with a rough duration; reads files, changes nothing."""
+    root = run_root(cfg)
+    state = _read_state(root)
+    configs = stage_configs(cfg)
+    keys = stage_keys(cfg, configs)
+    steps = []
+    for stage in STAGES:
+        out = root / stage
+        record = state.get("stages", {}).get(stage, {})
+        step = Step(stage, out, configs[stage], keys[stage])
+        # A stage whose input folder is being rewritten must run again too, even under the same key.
+        up = wired_upstream(stage, step.config, root)
+        upstream_runs = up is not None and next(s for s in steps if s.stage == up).action != "skip"
+        if record.get("key") == keys[stage] and not upstream_runs:
+            step.action = "skip" if _recorded_finish_intact(out, stage, record) else "resume"
+        if stage == "train" and step.action == "resume" and _has_checkpoints(out):
+            step.config.resume = True
+        steps.append(step)
+    _estimate(cfg, steps)
+    return steps
+
+
+def _recorded_finish_intact(out: Path, stage: str, record: dict) -> bool:
+    if record.get("state") != "finished" or not is_finished(out):
+        return False
+    manifest = read_json(out / MANIFEST)
+    return (
+        manifest.get("stage") == stage
+        and manifest.get("settings_hash") == record.get("settings_hash")
+        and manifest.get("finished_at") == record.get("finished_at")
+    )
+
+
+def _has_checkpoints(out: Path) -> bool:
+    return out.is_dir() and any(p.is_dir() for p in out.glob("**/checkpoint-*"))
+
+
+# --- estimates ----------------------------------------------------------------------------------------
+
+# Measured on the 2-core CPU machine (DESIGN.md): the embedded Gemma teacher, MiniLM fine-tuning, export.
+LOCAL_TEACHER_S_PER_ROW = (0.3, 0.5)
+MINILM_SAMPLES_PER_S = 12.0
+GPU_SPEEDUP = 20.0
+EXPORT_S = (40.0, 90.0)
+MINILM_COST = 6 * 384 * 384  # layers x hidden^2: how per-token compute scales across BERT-like students
+
+
+def _estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
+    by_stage = {s.stage: s for s in steps}
+    rows = _count_rows(cfg)
+    lab = by_stage["label"]
+    cores = os.cpu_count() or 2
+    if lab.action == "skip":
+        lab.note = "finished earlier with the same settings"
+    elif cfg.label.teacher == "local":
+        scale = 2 / max(1, min(cores, cfg.label.threads or cores))
+        lo, hi = (rows * s * scale for s in LOCAL_TEACHER_S_PER_ROW)
+        lab.seconds = (lo, hi)
+        lab.note = f"{rows} rows, embedded teacher at {LOCAL_TEACHER_S_PER_ROW[0]}-{LOCAL_TEACHER_S_PER_ROW[1]} s/row on 2 cores; cached rows are free"
+    else:
+        lab.seconds = (rows * 0.3 / cfg.label.concurrency, rows * 3.0 / cfg.label.concurrency)
+        lab.note = f"{rows} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
+    tr = by_stage["train"]
+    if tr.action == "skip":
+        tr.note = "finished earlier with the same settings"
+    else:
+        train_rows = max(1, int(rows * (1 - cfg.train.val_fraction)))
+        steps, epochs = _train_schedule(cfg, train_rows)
+        speed, what = _student_speed(cfg.train.student)
+        gpu = shutil.which("nvidia-smi") is not None
+        if gpu:
+            speed *= GPU_SPEEDUP
+        sec = steps * cfg.train.batch_size / speed + 10
+        tr.seconds = (0.5 * sec, 1.2 * sec)  # early stopping often ends it sooner
+        tr.note = (
+            f"{what}, ~{train_rows} rows x {epochs:g} epochs at most, ~{speed:.0f} samples/s"
+            + (" (GPU)" if gpu else " on CPU")
+            + (", resuming from a checkpoint" if getattr(tr.config, "resume", False) else "")
+        )
+    ex = by_stage["export"]
+    if ex.action == "skip":
+        ex.note = "finished earlier with the same settings"
+    else:
+        ex.seconds = EXPORT_S
+        ex.note = "ONNX export, int8 quantization, parity and latency checks" if cfg.export.quantize == "int8" else "ONNX export, parity and latency checks"
+
+
+def _count_rows(cfg: PipelineConfig) -> int:
+    from distill.data import load_texts
+
+    n = len(load_texts(cfg.label.input, cfg.label.text_column))
+    return min(n, cfg.label.max_rows) if cfg.label.max_rows else n
+
+
+def _train_schedule(cfg: PipelineConfig, train_rows: int) -> tuple[int, float]:
+    """(optimizer steps, epochs) as train will derive them.
+
+    Mirrors distill.distillation.derive_schedule (a test keeps them equal): importing that module pulls in
+    transformers, 5-25 s here, too slow for a plan printed before anything runs.
+    """
+    steps_per_epoch = max(1, math.ceil(train_rows / cfg.train.batch_size))
+    epochs = cfg.train.epochs or float(min(20, max(2, math.ceil(300 / steps_per_epoch))))
+    return cfg.train.max_steps or max(1, math.ceil(steps_per_epoch * epochs)), epochs
+
+
+def _student_speed(student: str) -> tuple[float, str]:
+    """Training samples/s of a student relative to MiniLM, from its config.json when it is a local folder."""
+    cfg_file = Path(student) / "config.json"
+    if cfg_file.is_file():
+        c = read_json(cfg_file)
+        layers, hidden = c.get("num_hidden_layers"), c.get("hidden_size")
+        if layers and hidden:
+            return MINILM_SAMPLES_PER_S * MINILM_COST / (layers * hidden * hidden), f"student {Path(student).name}"
+    if student.lower() in ("minilm", "all-minilm-l6-v2"):
+        return MINILM_SAMPLES_PER_S, "MiniLM student"
+    return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _span(lo: float, hi: float) -> str:
+    """An estimate as a range people read at a glance: `40-75 s`, `3-5 min`, `1.5-2.5 h`."""
+    if hi < 90:
+        return f"{lo:.0f}-{hi:.0f} s" if round(lo) != round(hi) else f"{hi:.0f} s"
+    if hi < 5400:
+        a, b = max(1, round(lo / 60)), max(1, math.ceil(hi / 60))
+        return f"{a} min" if a >= b else f"{a}-{b} min"
+    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"
+
+
+def describe_plan(cfg: PipelineConfig, steps: list[Step]) -> list[str]:
+    lines = [f"distill run {cfg.name}: label -> train -> export into {run_root(cfg)}/"]
+    for s in steps:
+        when = "skip" if s.action == "skip" else "~" + _span(*s.seconds)
+        resume = " (resume)" if s.action == "resume" else ""
+        lines.append(f"  {s.stage:<8}{when:<12}{s.note}{resume}")
+    lo = sum(s.seconds[0] for s in steps)
+    hi = sum(s.seconds[1] for s in steps)
+    lines.append(f"  {'total':<8}~{_span(lo, hi)}")
+    return lines
+
+
+# --- run ----------------------------------------------------------------------------------------------
+
+
+def stage_function(stage: str) -> Callable[[Any, Path], dict]:
+    """The stand-alone stage function (`distill.label.label`, ...), imported only when it is needed."""
+    import importlib
+
+    return getattr(importlib.import_module(f"distill.{stage}"), stage)
+
+
+def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool = True) -> list[Step]:
+    """Run what the plan says to run, one stage after another; write the report at the end."""
+    root = run_root(cfg)
+    steps = plan(cfg)
+    for line in describe_plan(cfg, steps):
+        say(line)
+    root.mkdir(parents=True, exist_ok=True)
+    state = _read_state(root)
+    state["recipe"] = {"name": cfg.name, "description": cfg.description, "settings": cfg.resolved()}
+    stages = state.setdefault("stages", {})
+    for step in steps:
+        if step.action == "skip":
+            step.result = read_json(step.out / "metrics.json") if (step.out / "metrics.json").is_file() else {}
+            say(f"{step.stage}: skipped, finished earlier with the same settings: {result_line(step.stage, step.result)}")
+            continue
+        if step.action == "run" and step.out.exists():
+            # Another key's leftovers (an old model.with_tokenizer.onnx, old checkpoints) must not leak in.
+            shutil.rmtree(step.out)
+        stages[step.stage] = {"key": step.key, "state": "running", "started_at": _now()}
+        write_json(root / STATE_FILE, state)
+        t0 = time.perf_counter()
+        step.result = stage_function(step.stage)(step.config, step.out) or {}
+        seconds = time.perf_counter() - t0
+        if step.stage == "label" and cfg.label.dry_run:
+            say(f"label: dry run, nothing sent to the teacher: {result_line('label', step.result)}")
+            say("stopping here: set label.dry_run to false to label, train and export.")
+            write_json(root / STATE_FILE, state)
+            return steps
+        manifest = require_finished(step.out, step.stage)
+        stages[step.stage] = {
+            "key": step.key,
+            "state": "finished",
+            "settings_hash": manifest["settings_hash"],
+            "finished_at": manifest["finished_at"],
+            "seconds": round(seconds, 2),
+        }
+        write_json(root / STATE_FILE, state)
+        say(f"{step.stage}: done in {duration(seconds)}: {result_line(step.stage, step.result)}")
+    if report:
+        from distill.report import build_report
+
+        path = build_report(root)
+        say(f"report: {path}")
+    return steps
+
+
+def _read_state(root: Path) -> dict[str, Any]:
+    path = root / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        state = read_json(path)
+    except ValueError:
+        return {}  # a damaged state file only costs a re-run
+    return state if isinstance(state, dict) else {}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def result_line(stage: str, m: dict[str, Any]) -> str:
+    """One line that says what a stage produced, from its metrics.json (missing keys are left out)."""
+
+    def pct(key: str) -> str | None:
+        v = m.get(key)
+        return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else None
+
+    parts: list[str | None] = []
+    if stage == "label":
+        parts = [
+            f"{m['rows']} rows" if "rows" in m else None,
+            f"{m['invalid']} invalid" if m.get("invalid") else None,
+            f"mean confidence {m['mean_confidence']:.2f}" if isinstance(m.get("mean_confidence"), float) else None,
+            f"{m['teacher_calls']} teacher calls" if "teacher_calls" in m else None,
+            f"${m['cost_usd']:.4f}" if isinstance(m.get("cost_usd"), (int, float)) else None,
+        ]
+    elif stage == "train":
+        parts = [
+            f"val accuracy {pct('val_accuracy')}" if pct("val_accuracy") else None,
+            f"macro F1 {pct('val_macro_f1')}" if pct("val_macro_f1") else None,
+            f"agreement with teacher {pct('teacher_agreement')}" if pct("teacher_agreement") else None,
+            f"gold accuracy {pct('gold_accuracy')} (teacher {pct('teacher_gold_accuracy')})" if pct("gold_accuracy") else None,
+            f"{m['train_rows']} training rows" if "train_rows" in m else None,
+        ]
+    elif stage == "export":
+        parts = [_export_summary(m)]
+    return ", ".join(p for p in parts if p) or "finished"
+
+
+def _export_summary(m: dict[str, Any]) -> str | None:
+    from distill.report import export_numbers
+
+    rows = export_numbers(m)
+    if not rows:
+        return None
+    best = rows[-1]
+    bits = [best["name"]]
+    if best.get("mb") is not None:
+        bits.append(f"{best['mb']:.1f} MB")
+    if best.get("ms1") is not None:
+        bits.append(f"{best['ms1']:.2f} ms/text")
+    if best.get("accuracy") is not None:
+        bits.append(f"accuracy {100 * best['accuracy']:.1f}%")
+    return " ".join(bits[:1]) + ": " + ", ".join(bits[1:]) if len(bits) > 1 else bits[0]

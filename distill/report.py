@@ -1,0 +1,503 @@
+"""The run report: one self-contained HTML file (plots embedded as PNG) that opens offline.
+
+    distill report artifacts/restaurant-reviews      # a pipeline folder (label/, train/, export/)
+    distill report artifacts/my-export-run           # or any stage folder: upstream runs are followed
+
+It only reads what the stages wrote: labels.jsonl, config.json, metrics.json and the model files, so it
+can be rebuilt at any time. Plots come from matplotlib (Agg, no display needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from distill.errors import BadInput
+from distill.runs import MANIFEST, is_finished, read_json
+
+STAGES = ("label", "train", "export")
+REPORT = "report.html"
+TEACHER_COLOR, STUDENT_COLOR, MUTED = "#7a5195", "#1f77b4", "#9aa0a6"
+VARIANT_COLORS = {"PyTorch": "#9aa0a6", "ONNX fp32": "#1f77b4", "ONNX int8": "#2ca02c"}
+
+
+# --- finding and reading the runs ---------------------------------------------------------------------
+
+
+def find_runs(run_dir: Path) -> tuple[dict[str, Path], Path]:
+    """{stage: finished run folder} reachable from `run_dir`, and the folder the report belongs in."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: no such folder. Pass a pipeline folder (artifacts/<recipe>) or a run folder.")
+    found: dict[str, Path] = {}
+    if is_finished(run_dir):
+        found[read_json(run_dir / MANIFEST).get("stage", "")] = run_dir
+    else:
+        for stage in STAGES:
+            if is_finished(run_dir / stage) and read_json(run_dir / stage / MANIFEST).get("stage") == stage:
+                found[stage] = run_dir / stage
+    # Follow the links each stage recorded to its input (export.model -> train, train.data -> label).
+    for stage, key, upstream in (("export", "model", "train"), ("train", "data", "label")):
+        if stage in found and upstream not in found:
+            src = _settings(found[stage]).get(key)
+            if src and is_finished(Path(src)) and read_json(Path(src) / MANIFEST).get("stage") == upstream:
+                found[upstream] = Path(src)
+    found = {s: found[s] for s in STAGES if s in found}
+    if not found:
+        raise BadInput(
+            f"{run_dir}: no finished label, train or export run in it. "
+            "Pass the folder `distill run` wrote (artifacts/<recipe name>) or one stage's run folder."
+        )
+    return found, run_dir
+
+
+def _settings(run: Path) -> dict[str, Any]:
+    cfg = run / "config.json"
+    return read_json(cfg).get("settings", {}) if cfg.is_file() else {}
+
+
+def _metrics(run: Path | None) -> dict[str, Any]:
+    return read_json(run / "metrics.json") if run and (run / "metrics.json").is_file() else {}
+
+
+def read_labels(run: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = run / "labels.jsonl"
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _mb(paths: list[Path]) -> float | None:
+    files = [p for p in paths if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6 if files else None
+
+
+def export_numbers(m: dict[str, Any], train_run: Path | None = None, export_run: Path | None = None) -> list[dict]:
+    """PyTorch / ONNX fp32 / ONNX int8 rows of {name, mb, ms1, ms32, accuracy} from export's metrics.json.
+
+    Accepts `m["variants"] = {"pytorch"|"fp32"|"int8": {...}}` with keys size_mb, ms_batch1, ms_batch32,
+    accuracy; file sizes are read from the folders when the metrics do not carry them."""
+    variants = m.get("variants") or {}
+    files = {
+        "pytorch": [p for p in (train_run / "model").glob("*.safetensors")] if train_run else [],
+        "fp32": [export_run / "model.onnx"] if export_run else [],
+        "int8": [export_run / "model.int8.onnx"] if export_run else [],
+    }
+    rows = []
+    for key, name in (("pytorch", "PyTorch"), ("fp32", "ONNX fp32"), ("int8", "ONNX int8")):
+        v = variants.get(key) or {}
+        row = {
+            "name": name,
+            "mb": v.get("size_mb", _mb(files[key])),
+            "ms1": v.get("ms_batch1"),
+            "ms32": v.get("ms_batch32"),
+            "accuracy": v.get("accuracy"),
+        }
+        if any(row[k] is not None for k in ("mb", "ms1", "ms32", "accuracy")):
+            rows.append(row)
+    return rows
+
+
+# --- plots --------------------------------------------------------------------------------------------
+
+
+def _figure(w: float = 6.0, h: float = 3.2):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=110)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _style(ax) -> None:
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(labelsize=9)
+
+
+def plot_label_distribution(labels: list[str], rows: list[dict]) -> str:
+    counts = [sum(1 for r in rows if r.get("label") == lab) for lab in labels]
+    invalid = sum(1 for r in rows if r.get("label") is None)
+    names, values = list(labels) + (["(invalid)"] if invalid else []), counts + ([invalid] if invalid else [])
+    fig = _figure(5.2, 0.5 + 0.42 * len(names))
+    ax = fig.add_subplot()
+    colors = [_label_color(i) for i in range(len(labels))] + ([MUTED] if invalid else [])
+    bars = ax.barh(names[::-1], values[::-1], color=colors[::-1])
+    ax.bar_label(bars, labels=[f"{v} ({100 * v / max(1, len(rows)):.0f}%)" for v in values[::-1]], padding=3, fontsize=9)
+    ax.set_xlabel("rows", fontsize=9)
+    ax.set_xlim(0, max(values + [1]) * 1.25)
+    _style(ax)
+    return _png(fig)
+
+
+def plot_confidence(labels: list[str], rows: list[dict], threshold: float | None) -> str | None:
+    per_label = [[r["confidence"] for r in rows if r.get("label") == lab and r.get("confidence") is not None] for lab in labels]
+    if not any(per_label):
+        return None
+    fig = _figure(5.6, 2.8)
+    ax = fig.add_subplot()
+    lo = min(min(v) for v in per_label if v)
+    ax.hist(per_label, bins=20, range=(min(lo, 1 / max(2, len(labels))), 1.0), stacked=True,
+            color=[_label_color(i) for i in range(len(labels))], label=labels)
+    if threshold:
+        ax.axvline(threshold, color="#d62728", ls="--", lw=1)
+        ax.text(threshold, ax.get_ylim()[1] * 0.95, f" unsure below {threshold:g}", color="#d62728", fontsize=8, va="top")
+    ax.set_xlabel("teacher's probability for its label", fontsize=9)
+    ax.set_ylabel("rows", fontsize=9)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    _style(ax)
+    return _png(fig)
+
+
+def plot_confusion(labels: list[str], matrix: list[list[int]]) -> str:
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=float)
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(labels)
+    fig = _figure(1.6 + 0.75 * n, 1.3 + 0.65 * n)
+    ax = fig.add_subplot()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=10,
+                    color="white" if share[i, j] > 0.55 else "#222")
+    ax.set_xticks(range(n), labels, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=9)
+    ax.set_yticks(range(n), labels, fontsize=9)
+    ax.set_xlabel("student says", fontsize=9)
+    ax.set_ylabel("teacher said", fontsize=9)
+    return _png(fig)
+
+
+def plot_gold(m: dict[str, Any]) -> str:
+    names, acc, f1 = ["teacher", "student"], [m.get("teacher_gold_accuracy"), m.get("gold_accuracy")], [m.get("teacher_gold_macro_f1"), m.get("gold_macro_f1")]
+    keep = [i for i in range(2) if acc[i] is not None]
+    fig = _figure(4.8, 2.6)
+    ax = fig.add_subplot()
+    import numpy as np
+
+    x = np.arange(len(keep))
+    for off, vals, label, alpha in ((-0.18, acc, "accuracy", 1.0), (0.18, f1, "macro F1", 0.55)):
+        heights = [100 * (vals[i] or 0) for i in keep]
+        bars = ax.bar(x + off, heights, 0.36, label=label, alpha=alpha, color=[(TEACHER_COLOR, STUDENT_COLOR)[i] for i in keep])
+        ax.bar_label(bars, labels=[f"{h:.1f}" if vals[i] is not None else "" for h, i in zip(heights, keep)], fontsize=8, padding=2)
+    ax.set_xticks(x, [names[i] for i in keep])
+    ax.set_ylim(0, 109)
+    ax.set_ylabel("% on gold labels", fontsize=9)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    _style(ax)
+    return _png(fig)
+
+
+def plot_size_latency(rows: list[dict]) -> str:
+    panels = [("mb", "size (MB)"), ("ms1", "ms per text, batch 1"), ("ms32", "ms per text, batch 32")]
+    panels = [p for p in panels if any(r.get(p[0]) is not None for r in rows)]
+    fig = _figure(3.0 * len(panels), 2.6)
+    for k, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        have = [r for r in rows if r.get(key) is not None]
+        bars = ax.bar([r["name"].replace("ONNX ", "ONNX\n") for r in have], [r[key] for r in have],
+                      color=[VARIANT_COLORS.get(r["name"], MUTED) for r in have])
+        ax.bar_label(bars, labels=[f"{r[key]:.3g}" for r in have], fontsize=8, padding=2)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, max(r[key] for r in have) * 1.2)
+        _style(ax)
+    return _png(fig)
+
+
+def plot_time(stage_rows: list[dict]) -> str:
+    fig = _figure(5.6, 0.6 + 0.45 * len(stage_rows))
+    ax = fig.add_subplot()
+    names = [r["stage"] for r in stage_rows][::-1]
+    secs = [r["seconds"] or 0 for r in stage_rows][::-1]
+    bars = ax.barh(names, secs, color=STUDENT_COLOR)
+    ax.bar_label(bars, labels=[_dur(s) for s in secs], fontsize=8, padding=3)
+    ax.set_xlim(0, max(secs + [1]) * 1.25)
+    ax.set_xlabel("seconds", fontsize=9)
+    _style(ax)
+    return _png(fig)
+
+
+def _label_color(i: int) -> str:
+    return ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"][i % 10]
+
+
+# --- the page -----------------------------------------------------------------------------------------
+
+
+def build_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write report.html for the runs found from `run_dir` and return its path."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise BadInput("the report needs matplotlib: pip install 'distill[report]'") from None
+    runs, home = find_runs(run_dir)
+    state = read_json(home / "pipeline.json") if (home / "pipeline.json").is_file() else {}
+    recipe = state.get("recipe", {})
+    title = recipe.get("name") or home.resolve().name
+    sections = [
+        _summary(runs),
+        _teacher_section(runs.get("label")),
+        _unsure_section(runs.get("label")),
+        _student_section(runs.get("train")),
+        _gold_section(runs.get("train")),
+        _deploy_section(runs.get("train"), runs.get("export")),
+        _cost_section(runs, state),
+        _sources_section(runs),
+    ]
+    page = PAGE.format(
+        title=html.escape(title),
+        description=html.escape(recipe.get("description", "")),
+        when=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        body="\n".join(s for s in sections if s),
+    )
+    path = Path(out) if out else home / REPORT
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.1f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "-"
+
+
+def _table(head: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _section(sid: str, title: str, inner: str) -> str:
+    return f'<section id="{sid}"><h2>{html.escape(title)}</h2>{inner}</section>'
+
+
+def _missing(stage: str) -> str:
+    return f'<p class="muted">No finished {stage} run was found, so this part is empty.</p>'
+
+
+def _label_names(label_run: Path | None, rows: list[dict]) -> list[str]:
+    names = list(_settings(label_run).get("labels") or []) if label_run else []
+    for r in rows:
+        if r.get("label") is not None and r["label"] not in names:
+            names.append(r["label"])
+    return names
+
+
+def _summary(runs: dict[str, Path]) -> str:
+    cards = []
+    lm, tm = _metrics(runs.get("label")), _metrics(runs.get("train"))
+    if "label" in runs:
+        rows = read_labels(runs["label"])
+        teacher = _settings(runs["label"]).get("teacher", "?")
+        cards.append((f"{len(rows)}", f"rows labeled by teacher <b>{html.escape(str(teacher))}</b>"))
+    if tm:
+        cards.append((_pct(tm.get("val_accuracy")), "student accuracy on held-out teacher labels"))
+        if tm.get("gold_accuracy") is not None:
+            cards.append((_pct(tm.get("gold_accuracy")), f"student on gold labels (teacher {_pct(tm.get('teacher_gold_accuracy'))})"))
+    ex = export_numbers(_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
+    onnx = [r for r in ex if r["name"] != "PyTorch"]
+    if onnx:
+        best = onnx[-1]
+        speed = f", {best['ms1']:.2f} ms/text" if best.get("ms1") is not None else ""
+        cards.append((f"{best['mb']:.1f} MB" if best.get("mb") else "-", f"{best['name']} model{speed}"))
+    cost = lm.get("cost_usd")
+    if isinstance(cost, (int, float)):
+        cards.append((f"${cost:.2f}", "spent on the teacher"))
+    inner = "".join(f'<div class="card"><div class="big">{v}</div><div>{t}</div></div>' for v, t in cards)
+    return f'<section id="summary"><div class="cards">{inner}</div></section>'
+
+
+def _teacher_section(run: Path | None) -> str:
+    if run is None:
+        return _section("labels", "What the teacher said", _missing("label"))
+    rows = read_labels(run)
+    names = _label_names(run, rows)
+    threshold = _settings(run).get("low_confidence")
+    conf = plot_confidence(names, rows, threshold)
+    invalid = [r for r in rows if r.get("label") is None]
+    sources: dict[str, int] = {}
+    for r in rows:
+        sources[str(r.get("source"))] = sources.get(str(r.get("source")), 0) + 1
+    notes = ", ".join(f"{v} from {k}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1]))
+    inner = (
+        f'<p>{len(rows)} rows; labels: {notes}.</p><div class="row">'
+        f'<figure>{plot_label_distribution(names, rows)}<figcaption>Label distribution</figcaption></figure>'
+        + (f"<figure>{conf}<figcaption>Teacher confidence (probability of the chosen label)</figcaption></figure>" if conf
+           else '<p class="muted">The teacher gave no probabilities (no logprobs), so there is no confidence histogram.</p>')
+        + "</div>"
+    )
+    if invalid:
+        examples = [[r.get("row"), html.escape(_clip(r.get("text"), 120)), html.escape(_clip(r.get("raw") or "", 60))] for r in invalid[:5]]
+        inner += f"<p>{len(invalid)} rows got no valid answer; they are left out of training. First ones:</p>"
+        inner += _table(["row", "text", "teacher's raw answer"], examples)
+    return _section("labels", "What the teacher said", inner)
+
+
+def _unsure_section(run: Path | None, n: int = 15) -> str:
+    if run is None:
+        return ""
+    rows = [r for r in read_labels(run) if r.get("confidence") is not None]
+    if not rows:
+        return ""
+    rows.sort(key=lambda r: r["confidence"])
+    body = []
+    for r in rows[:n]:
+        probs = r.get("probs") or {}
+        top = sorted(probs.items(), key=lambda kv: -kv[1])[:3]
+        body.append([
+            r.get("row"),
+            html.escape(_clip(r.get("text"), 220)),
+            f"<b>{html.escape(str(r.get('label')))}</b>",
+            f"{r['confidence']:.2f}",
+            html.escape(", ".join(f"{k} {v:.2f}" for k, v in top)),
+        ])
+    inner = (
+        "<p>Read these first: they are where the teacher was closest to a coin toss. "
+        "Wrong ones here usually mean the label descriptions or the examples need work.</p>"
+        + _table(["row", "text", "label", "confidence", "probabilities"], body, "texts")
+    )
+    return _section("unsure", f"The {min(n, len(rows))} rows the teacher was least sure of", inner)
+
+
+def _student_section(run: Path | None) -> str:
+    if run is None:
+        return _section("student", "The student", _missing("train"))
+    m = _metrics(run)
+    facts = [
+        ["accuracy on held-out teacher labels", _pct(m.get("val_accuracy"))],
+        ["macro F1 on held-out teacher labels", _pct(m.get("val_macro_f1"))],
+        ["agreement with the teacher", _pct(m.get("teacher_agreement"))],
+        ["training rows", m.get("train_rows", "-")],
+        ["rows dropped (invalid teacher answer)", m.get("dropped_invalid", "-")],
+        ["trained on", html.escape(str(m.get("device", "-")))],
+        ["student", html.escape(str(_settings(run).get("student", "-")))],
+    ]
+    cm = m.get("confusion_matrix")
+    labels = m.get("labels") or []
+    figure = (f"<figure>{plot_confusion(labels, cm)}<figcaption>Validation confusion matrix (rows: teacher, "
+              "columns: student)</figcaption></figure>") if cm and labels else '<p class="muted">No confusion matrix in metrics.json.</p>'
+    return _section("student", "The student", f'<div class="row">{figure}{_table(["", ""], facts, "facts")}</div>')
+
+
+def _gold_section(run: Path | None) -> str:
+    m = _metrics(run)
+    if m.get("gold_accuracy") is None:
+        return _section("gold", "Against gold labels",
+                        '<p class="muted">No gold labels were given (train.gold), so only agreement with the teacher is known.</p>')
+    verdict = ""
+    if m.get("teacher_gold_accuracy") is not None:
+        diff = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
+        verdict = f"<p>The student is {abs(diff):.1f} points {'above' if diff >= 0 else 'below'} its teacher on the same gold rows.</p>"
+    return _section("gold", "Against gold labels", f"{verdict}<figure>{plot_gold(m)}<figcaption>Accuracy and macro F1 on gold labels</figcaption></figure>")
+
+
+def _deploy_section(train: Path | None, export: Path | None) -> str:
+    rows = export_numbers(_metrics(export), train, export)
+    if not rows:
+        return _section("deploy", "Size and speed", _missing("export"))
+    table = _table(
+        ["model", "size", "ms/text, batch 1", "ms/text, batch 32", "accuracy (validation)"],
+        [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), _pct(r.get("accuracy"))] for r in rows],
+    )
+    return _section("deploy", "Size and speed: PyTorch vs ONNX", f"<figure>{plot_size_latency(rows)}</figure>{table}")
+
+
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
+
+
+def stage_seconds(run: Path, m: dict[str, Any], state: dict[str, Any], stage: str) -> float | None:
+    """A stage's wall time: its own metrics, else what the pipeline measured, else config -> manifest times."""
+    if isinstance(m.get("seconds"), (int, float)):
+        return float(m["seconds"])
+    recorded = state.get("stages", {}).get(stage, {}).get("seconds")
+    if isinstance(recorded, (int, float)):
+        return float(recorded)
+    try:
+        start = dt.datetime.strptime(read_json(run / "config.json")["started_at"], "%Y-%m-%dT%H:%M:%S%z")
+        end = dt.datetime.strptime(read_json(run / MANIFEST)["finished_at"], "%Y-%m-%dT%H:%M:%S%z")
+        return (end - start).total_seconds()
+    except (KeyError, ValueError, OSError):
+        return None
+
+
+def _cost_section(runs: dict[str, Path], state: dict[str, Any]) -> str:
+    rows = []
+    for stage, run in runs.items():
+        m = _metrics(run)
+        cost = m.get("cost_usd") if stage == "label" else 0.0
+        notes = {
+            "label": f"teacher {html.escape(str(_settings(run).get('teacher', '?')))}"
+            + (f", {m['teacher_calls']} calls" if "teacher_calls" in m else ""),
+            "train": f"on {html.escape(str(m.get('device', '?')))}",
+            "export": "local",
+        }[stage]
+        rows.append({"stage": stage, "seconds": stage_seconds(run, m, state, stage), "cost": cost, "notes": notes})
+    total_s = sum(r["seconds"] or 0 for r in rows)
+    known = [r["cost"] for r in rows if isinstance(r["cost"], (int, float))]
+    table = _table(
+        ["stage", "time", "money", "notes"],
+        [[r["stage"], _dur(r["seconds"]), f"${r['cost']:.4f}" if isinstance(r["cost"], (int, float)) else "unknown", r["notes"]] for r in rows]
+        + [["<b>total</b>", f"<b>{_dur(total_s)}</b>", f"<b>${sum(known):.4f}</b>", ""]],
+    )
+    return _section("cost", "Time and money per stage", f'<div class="row"><figure>{plot_time(rows)}</figure>{table}</div>')
+
+
+def _sources_section(runs: dict[str, Path]) -> str:
+    rows = [[s, f"<code>{html.escape(str(p))}</code>"] for s, p in runs.items()]
+    return _section("sources", "Run folders", _table(["stage", "folder"], rows) + "<p class=\"muted\">Rebuild this page with <code>distill report FOLDER</code>.</p>")
+
+
+def _clip(text: Any, n: int) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>distill report: {title}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #202124; margin: 0; background: #f6f7f9; }}
+main {{ max-width: 1080px; margin: 0 auto; padding: 24px 28px 48px; }}
+h1 {{ margin: 0 0 4px; font-size: 26px; }}
+h2 {{ font-size: 19px; margin: 0 0 10px; }}
+section {{ background: #fff; border: 1px solid #e3e5e8; border-radius: 10px; padding: 18px 22px; margin: 16px 0; }}
+.muted, figcaption, header p {{ color: #5f6368; }}
+figcaption {{ font-size: 13px; text-align: center; }}
+figure {{ margin: 6px 12px 6px 0; }}
+img {{ max-width: 100%; height: auto; }}
+.row {{ display: flex; flex-wrap: wrap; align-items: flex-start; gap: 12px; }}
+.cards {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+.card {{ flex: 1 1 180px; background: #f1f5fb; border-radius: 8px; padding: 12px 14px; font-size: 13px; }}
+.card .big {{ font-size: 24px; font-weight: 650; color: #1f4e8c; }}
+table {{ border-collapse: collapse; font-size: 14px; margin: 8px 0; }}
+th, td {{ text-align: left; padding: 5px 10px; border-bottom: 1px solid #eceef1; vertical-align: top; }}
+th {{ font-weight: 600; background: #fafbfc; }}
+table.texts td:nth-child(2) {{ max-width: 560px; }}
+table.facts td:first-child {{ color: #5f6368; }}
+code {{ font-size: 13px; }}
+</style></head>
+<body><main>
+<header><h1>distill report: {title}</h1><p>{description}</p><p>Built {when} from the run folders listed at the end.</p></header>
+{body}
+</main></body></html>
+"""

@@ -1,0 +1,240 @@
+"""The chain logic of `distill run` with stand-in stage functions: wiring, skip, re-run, resume, --set.
+
+The stand-ins write finished run folders through distill.runs exactly as the real stages do, and log
+each call, so the tests see which stages ran and with which config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill import pipeline
+from distill.errors import BadInput
+from distill.runs import finish_run, require_finished, start_run
+
+LABELS = ["negative", "positive"]
+
+
+class FakeStages:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.fail_in: str | None = None
+
+    def __call__(self, stage: str):
+        return getattr(self, stage)
+
+    def label(self, cfg, out: Path) -> dict:
+        self.calls.append(("label", cfg.model_copy()))
+        start_run(out, "label", cfg.resolved())
+        texts = Path(cfg.input).read_text().split("\n")
+        rows = [
+            {"row": i, "text": t, "label": LABELS[int("good" in t)], "probs": None, "confidence": None, "source": "json", "raw": None}
+            for i, t in enumerate(t for t in texts if t)
+        ]
+        (out / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        m = {"rows": len(rows)}
+        finish_run(out, "label", cfg.resolved(), m, "# label\n")
+        return m
+
+    def train(self, cfg, out: Path) -> dict:
+        self.calls.append(("train", cfg.model_copy()))
+        if Path(cfg.data).is_dir():
+            require_finished(Path(cfg.data), "label")
+        start_run(out, "train", cfg.resolved())
+        (out / "checkpoints" / "checkpoint-2").mkdir(parents=True, exist_ok=True)
+        if self.fail_in == "train":
+            raise KeyboardInterrupt  # what Ctrl-C half-way through training looks like
+        m = {"val_accuracy": 0.9, "labels": LABELS, "confusion_matrix": [[1, 0], [0, 1]]}
+        finish_run(out, "train", cfg.resolved(), m, "# train\n")
+        return m
+
+    def export(self, cfg, out: Path) -> dict:
+        self.calls.append(("export", cfg.model_copy()))
+        require_finished(Path(cfg.model), "train")
+        start_run(out, "export", cfg.resolved())
+        (out / "model.onnx").write_bytes(b"0" * 1000)
+        m = {}
+        finish_run(out, "export", cfg.resolved(), m, "# export\n")
+        return m
+
+    def ran(self) -> list[str]:
+        names = [c[0] for c in self.calls]
+        self.calls.clear()
+        return names
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeStages:
+    stages = FakeStages()
+    monkeypatch.setattr(pipeline, "stage_function", stages)
+    return stages
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "texts.txt").write_text("good food\nbad food\nvery good\nbad\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "demo",
+                "artifacts": str(tmp_path / "artifacts"),
+                "label": {"input": "data/texts.txt", "labels": LABELS},
+                "train": {"epochs": 1},
+            }
+        )
+    )
+    return path
+
+
+def run(path: Path, *sets: str) -> list[pipeline.Step]:
+    lines: list[str] = []
+    steps = pipeline.run_pipeline(pipeline.load_recipe(path, list(sets)), say=lines.append, report=False)
+    run.lines = lines  # type: ignore[attr-defined]
+    return steps
+
+
+def test_wires_each_stage_to_the_previous_folder_and_resolves_paths_next_to_the_recipe(fake, recipe, tmp_path):
+    run(recipe)
+    label_cfg, train_cfg, export_cfg = (c[1] for c in fake.calls)
+    root = tmp_path / "artifacts" / "demo"
+    assert Path(label_cfg.input) == tmp_path / "data" / "texts.txt"
+    assert Path(train_cfg.data) == root / "label"
+    assert Path(export_cfg.model) == root / "train"
+    for stage in ("label", "train", "export"):
+        require_finished(root / stage, stage)
+    assert json.loads((root / "pipeline.json").read_text())["stages"]["export"]["state"] == "finished"
+
+
+def test_second_run_skips_everything(fake, recipe):
+    run(recipe)
+    fake.ran()
+    steps = run(recipe)
+    assert fake.ran() == []
+    assert [s.action for s in steps] == ["skip", "skip", "skip"]
+    assert any(line.startswith("train: skipped") for line in run.lines)
+
+
+def test_export_change_reruns_export_only(fake, recipe):
+    run(recipe)
+    fake.ran()
+    run(recipe, "export.quantize=none")
+    assert fake.ran() == ["export"]
+
+
+def test_train_change_reruns_train_and_export(fake, recipe):
+    run(recipe)
+    fake.ran()
+    run(recipe, "train.learning_rate=1e-4")
+    assert fake.ran() == ["train", "export"]
+    assert fake.calls == []
+
+
+def test_label_change_reruns_all_three(fake, recipe):
+    run(recipe)
+    fake.ran()
+    run(recipe, "label.instructions=Is this review positive?")
+    assert fake.ran() == ["label", "train", "export"]
+
+
+def test_edited_input_file_reruns_all_three(fake, recipe, tmp_path):
+    run(recipe)
+    fake.ran()
+    (tmp_path / "data" / "texts.txt").write_text("good food\nbad food\n")
+    run(recipe)
+    assert fake.ran() == ["label", "train", "export"]
+
+
+def test_explicit_train_data_is_not_tied_to_the_label_stage(fake, recipe, tmp_path):
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_text('{"text": "a", "label": "positive"}\n')
+    run(recipe, f"train.data={labeled}")
+    assert Path(fake.calls[1][1].data) == labeled
+    fake.ran()
+    run(recipe, f"train.data={labeled}", "label.instructions=Another prompt")
+    assert fake.ran() == ["label"]
+
+
+def test_a_stage_rerun_by_hand_is_not_trusted(fake, recipe, tmp_path):
+    run(recipe)
+    fake.ran()
+    # Someone re-ran train into the same folder with other settings: the manifest no longer matches.
+    cfg = pipeline.stage_configs(pipeline.load_recipe(recipe))["train"]
+    cfg.seed = 7
+    fake.train(cfg, tmp_path / "artifacts" / "demo" / "train")
+    fake.ran()
+    run(recipe)
+    assert fake.ran() == ["train", "export"]
+
+
+def test_interrupted_train_resumes_from_its_checkpoints(fake, recipe):
+    fake.fail_in = "train"
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe)
+    assert fake.ran() == ["label", "train"]
+    fake.fail_in = None
+    steps = run(recipe)
+    assert [s.action for s in steps] == ["skip", "resume", "run"]
+    assert fake.calls[0][0] == "train" and fake.calls[0][1].resume is True
+    assert fake.ran() == ["train", "export"]
+    # resume is how a run proceeds, not what it makes: the finished train run is now skipped.
+    assert [s.action for s in run(recipe)] == ["skip", "skip", "skip"]
+
+
+def test_changed_settings_start_a_stage_from_an_empty_folder(fake, recipe, tmp_path):
+    run(recipe)
+    stale = tmp_path / "artifacts" / "demo" / "export" / "model.with_tokenizer.onnx"
+    stale.write_bytes(b"old")
+    run(recipe, "export.quantize=none")
+    assert not stale.exists()
+
+
+def test_plan_prints_an_estimate_per_stage(fake, recipe):
+    run(recipe)
+    label_line, train_line, export_line = run.lines[1:4]
+    assert label_line.split()[0] == "label" and "embedded teacher" in label_line and "4 rows" in label_line
+    assert "rows x 1 epochs at most" in train_line
+    assert export_line.split()[:3] == ["export", "~1-2", "min"]
+    assert run.lines[-1].startswith("export: done in")
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["train.learning_rate=0"], r"r\.yaml \(with --set\): train\.learning_rate: Input should be greater than 0"),
+        (["train.lr=0.1"], r"train\.lr: unknown key"),
+        (["label.labels=[only]"], r"label\.labels: needs at least two"),
+        (["label.input="], r"label\.input: the recipe must name the texts to label"),
+        (["name=my run"], r"name: 'my run': use letters, digits"),
+        (["train.epochs"], r"--set 'train\.epochs': expected STAGE\.KEY=VALUE"),
+        (["train.epochs=[1"], r"not a valid YAML value"),
+        (["name.x=1"], r"--set 'name\.x=1': name is a value, not a section"),
+    ],
+)
+def test_bad_recipes_name_the_key(recipe, sets, message):
+    with pytest.raises(BadInput, match=message):
+        pipeline.load_recipe(recipe, sets)
+
+
+def test_set_values_are_yaml_scalars(recipe):
+    cfg = pipeline.load_recipe(recipe, ["train.epochs=2.5", "export.with_tokenizer=true", "label.labels=[a, b, c]"])
+    assert cfg.train.epochs == 2.5 and cfg.export.with_tokenizer is True and cfg.label.labels == ["a", "b", "c"]
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(BadInput, match=r"nope\.yaml: no such recipe file"):
+        pipeline.load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("rows", "sets"), [(5, []), (340, []), (5000, []), (340, ["train.epochs=3"]), (340, ["train.max_steps=7"])])
+def test_plan_uses_the_schedule_train_will_use(recipe, rows, sets):
+    from distill.distillation import derive_schedule
+
+    cfg = pipeline.load_recipe(recipe, sets)
+    want = derive_schedule(rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
+    assert pipeline._train_schedule(cfg, rows) == (want.total_steps, want.epochs)
