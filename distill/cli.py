@@ -83,6 +83,7 @@ def label_command(
     price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens, for models not in the price table."),
     price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens."),
     batch: bool = typer.Option(False, "--batch", help="Use the OpenAI Batch API (half price, resumable)."),
+    poll_seconds: Optional[float] = typer.Option(None, help="How often to poll a batch (default 30)."),
     cache: Optional[str] = typer.Option(None, help="Answer cache (SQLite) path (default ~/.cache/distill/teacher.sqlite)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for the embedded teacher."),
 ) -> None:
@@ -96,6 +97,7 @@ def label_command(
         examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
         max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibrate=calibrate,
         max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
+        batch_poll_seconds=poll_seconds,
     )
     if dry_run:
         flags["dry_run"] = True
@@ -134,6 +136,59 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
 
 
 # --- train -------------------------------------------------------------------------------------------
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    data: str = typer.Argument(..., help="A finished label run folder, or a labeled .csv/.jsonl/.parquet file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model/, metrics.json, val.jsonl)."),
+    student: Optional[str] = typer.Option(None, help="`minilm` (bundled, offline), a local model folder, or a hub id."),
+    gold: Optional[str] = typer.Option(None, help="Texts with true labels: student (and teacher) accuracy on them."),
+    text_column: Optional[str] = typer.Option(None, help="Text column of a labeled file / the gold file (default: text)."),
+    label_column: Optional[str] = typer.Option(None, help="Label column of a labeled file / the gold file (default: label)."),
+    epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: derived from the data size)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate", help="Peak learning rate (default: 5e-5)."),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per step per device (default: 16)."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per text; longer texts are cut (default: 128)."),
+    loss: Optional[str] = typer.Option(None, help="auto | kd | ce (default: auto: kd when the teacher gave probabilities)."),
+    temperature: Optional[float] = typer.Option(None, help="Distillation temperature (default: 2.0)."),
+    alpha: Optional[float] = typer.Option(None, help="Weight of the distillation term; 1-alpha on cross-entropy (default: 0.5)."),
+    min_confidence: Optional[float] = typer.Option(None, help="Leave out rows the teacher was less sure of."),
+    val_fraction: Optional[float] = typer.Option(None, help="Share held out for validation (default: 0.15)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for the split and the training (default: 0)."),
+    patience: Optional[int] = typer.Option(None, help="Evaluations without improvement before stopping (default: 3)."),
+    warmup_ratio: Optional[float] = typer.Option(None, help="Warm-up share of the steps (default: derived: 10%, at most 500)."),
+    eval_steps: Optional[int] = typer.Option(None, help="Steps between evaluations (default: derived from the data size)."),
+    class_balance: Optional[str] = typer.Option(None, help="weight | none (default: weight: class-weighted loss)."),
+    precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16 (default: auto: bf16/fp16 on GPU, fp32 on CPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the student's own code."),
+) -> None:
+    """Fine-tune a small student on a teacher's labels (or any labeled file)."""
+    import os
+
+    from distill.config import TrainConfig, build
+    from distill.train import end_distributed_worker, train
+
+    settings = overrides(
+        data=data, student=student, gold=gold, text_column=text_column, label_column=label_column, epochs=epochs,
+        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, loss=loss,
+        temperature=temperature, alpha=alpha, min_confidence=min_confidence, val_fraction=val_fraction, seed=seed,
+        early_stopping_patience=patience, warmup_ratio=warmup_ratio, eval_steps=eval_steps,
+        class_balance=class_balance, precision=precision, resume=resume or None,
+        trust_remote_code=trust_remote_code or None,
+    )
+    cfg = build(TrainConfig, settings, "distill train")
+    m = train(cfg, out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        gold_line = f", gold accuracy {m['gold_accuracy']:.3f}" if "gold_accuracy" in m else ""
+        typer.echo(
+            f"trained {m['train_rows']} rows in {m['seconds']} s ({m['samples_per_second']} samples/s, {m['device']}): "
+            f"val accuracy {m['val_accuracy']:.3f}, macro-F1 {m['val_macro_f1']:.3f}{gold_line} -> {out}"
+        )
+    end_distributed_worker()
 
 
 # --- export / predict --------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ def load_table(source: str | Path) -> "Dataset":
                 SUFFIXES[suffix], data_files=str(path), split="train", keep_in_memory=True, **kwargs
             )
         except Exception as e:  # pyarrow/pandas parse errors come in many types
+            if len([ln for ln in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() if ln.strip()]) <= 1:
+                raise BadInput(f"{path}: the input has no rows") from None
             raise BadInput(f"{path}: could not read it as {suffix} ({type(e).__name__}: {e})") from None
         return ds
     if _looks_like_hub_id(str(source)):

@@ -52,8 +52,9 @@ async def _collect(teacher: Teacher, file_id: str | None, pending: dict[str, dic
         if key not in pending or response.get("status_code") != 200:
             teacher.tally.errors += key in pending
             continue
-        answer = answer_from_response(response.get("body") or {}, is_json_request(pending.pop(key)))
-        teacher._account(answer)
+        request = pending.pop(key)
+        answer = answer_from_response(response.get("body") or {}, is_json_request(request))
+        teacher._account(answer, request)
         teacher.cache.put(key, answer)
         got += 1
     return got

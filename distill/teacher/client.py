@@ -99,6 +99,9 @@ class Teacher:
         self.price = price
         self.max_cost = max_cost
         self.tally = Tally()
+        # Estimated vs actual cost of answered requests: the budget check scales its estimate by the
+        # observed ratio, so a tokenizer that counts more than ~4 chars/token cannot overshoot the cap.
+        self._estimated = self._actual = 0.0
         self.client = AsyncOpenAI(
             base_url=endpoint.base_url,
             api_key=endpoint.api_key,
@@ -122,11 +125,14 @@ class Teacher:
             raise ValueError(f"the server's reply is not a JSON object: {str(data)[:200]!r}")
         return answer_from_response(data, json_mode)
 
-    def _account(self, answer: dict[str, Any]) -> None:
+    def _account(self, answer: dict[str, Any], request: dict[str, Any]) -> None:
+        cost = self.price.cost(answer["prompt_tokens"], answer["completion_tokens"])
         self.tally.teacher_calls += 1
         self.tally.prompt_tokens += answer["prompt_tokens"]
         self.tally.completion_tokens += answer["completion_tokens"]
-        self.tally.cost_usd += self.price.cost(answer["prompt_tokens"], answer["completion_tokens"])
+        self.tally.cost_usd += cost
+        self._estimated += self.estimate_cost(request, raw=True)
+        self._actual += cost
 
     async def preflight(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request before the run (the calibration input): fail fast and clearly when it can't work."""
@@ -154,7 +160,7 @@ class Teacher:
             raise BadInput(f"the teacher at {url} refused the request: {_short(e)}") from None
         except openai.APIError as e:
             raise DistillError(f"the teacher at {url} failed after {self.endpoint.max_retries} retries: {_short(e)}") from None
-        self._account(answer)
+        self._account(answer, request)
         self.cache.put(key, answer)
         return answer
 
@@ -185,15 +191,18 @@ class Teacher:
                     continue
                 finally:
                     reserved -= estimate
-                self._account(answer)
+                self._account(answer, request)
                 self.cache.put(key, answer)
                 on_answer(key)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(jobs))))))
 
-    def estimate_cost(self, request: dict[str, Any]) -> float:
+    def estimate_cost(self, request: dict[str, Any], raw: bool = False) -> float:
         prompt_tokens, completion_tokens = estimate_request_tokens(request)
-        return self.price.cost(prompt_tokens, completion_tokens)
+        estimate = self.price.cost(prompt_tokens, completion_tokens)
+        if raw or self._estimated <= 0:
+            return estimate
+        return estimate * max(1.0, self._actual / self._estimated)
 
     async def close(self) -> None:
         await self.client.close()

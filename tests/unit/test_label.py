@@ -1,0 +1,267 @@
+"""The label stage against a fake OpenAI-compatible server: faults, cache, budget, batch, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from distill.cli import app
+
+runner = CliRunner()
+
+TEXTS = [
+    "The pasta was lovely and the staff kind.",
+    "Cold soup, rude waiter.",
+    "Best pizza in town!",
+    "Best pizza in town!",  # duplicate: asked once
+    "Terrible service, bland food.",
+    "A wonderful anniversary dinner.",
+]
+
+
+def write_csv(path: Path, texts: list[str], column: str = "text") -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([column])
+        for t in texts:
+            w.writerow([t])
+    return path
+
+
+def run_label(*args: str, env: dict | None = None):
+    return runner.invoke(app, ["label", *args], env=env, catch_exceptions=False)
+
+
+def read_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def reviews(tmp_path):
+    return write_csv(tmp_path / "reviews.csv", TEXTS)
+
+
+def base_args(fake, out, *extra):
+    return ["--labels", "positive,negative", "--teacher", "fake-model", "--base-url", fake.base_url, "--out", str(out), *extra]
+
+
+def test_labels_every_row_in_order_and_asks_duplicates_once(fake_openai, reviews, tmp_path):
+    out = tmp_path / "run"
+    r = run_label(str(reviews), *base_args(fake_openai, out))
+    assert r.exit_code == 0, r.output
+    rows = read_rows(out)
+    assert [x["text"] for x in rows] == TEXTS
+    assert [x["label"] for x in rows] == ["positive", "negative", "positive", "positive", "negative", "positive"]
+    assert all(abs(sum(x["probs"].values()) - 1) < 1e-9 for x in rows)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rows"] == 6 and m["unique_texts"] == 5 and m["labeled"] == 6 and m["invalid"] == 0
+    assert m["teacher_calls"] == 6  # 5 distinct texts + the calibration input
+    assert fake_openai.texts.count("Best pizza in town!") == 1
+    assert (out / "manifest.json").is_file() and (out / "config.json").is_file()
+    assert "labels: positive 4" in r.output
+
+
+def test_rerun_makes_zero_teacher_calls(fake_openai, reviews, tmp_path):
+    out = tmp_path / "run"
+    assert run_label(str(reviews), *base_args(fake_openai, out)).exit_code == 0
+    before = len(fake_openai.requests)
+    r = run_label(str(reviews), *base_args(fake_openai, out))
+    assert r.exit_code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(fake_openai.requests) == before
+    assert m["teacher_calls"] == 0 and m["cached"] == 5 and m["labeled"] == 6
+
+
+def test_faults_are_retried_counted_and_nothing_is_lost(fake_openai, reviews, tmp_path):
+    fake_openai.fail = {"Cold soup": ["429", "500"], "anniversary": ["hang"], "Terrible": ["malformed"], "pasta": ["junk"]}
+    fake_openai.hang_seconds = 3
+    out = tmp_path / "run"
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--timeout", "1", "--max-retries", "3"))
+    assert r.exit_code == 0, r.output
+    rows = {x["text"]: x for x in read_rows(out)}
+    assert rows["Cold soup, rude waiter."]["label"] == "negative"  # 429 then 500, then answered
+    assert rows["A wonderful anniversary dinner."]["label"] == "positive"  # timed out once, retried
+    assert rows["Terrible service, bland food."]["source"] == "error"  # malformed reply: counted, not cached
+    junk = rows["The pasta was lovely and the staff kind."]
+    assert junk["label"] is None and junk["source"] == "invalid" and junk["raw"] == " I think"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["invalid"] == 1 and m["errors"] == 1 and m["rows"] == 6
+    # The rerun asks only for the row that failed; the paid-for invalid answer is not bought again.
+    asked = len(fake_openai.requests)
+    r = run_label(str(reviews), *base_args(fake_openai, out))
+    assert len(fake_openai.requests) == asked + 1
+    assert {x["text"]: x for x in read_rows(out)}["Terrible service, bland food."]["label"] == "negative"
+
+
+def test_server_without_logprobs_falls_back_to_json_and_says_so(reviews, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(logprobs=False) as fake:
+        out = tmp_path / "run"
+        r = run_label(str(reviews), *base_args(fake, out))
+        assert r.exit_code == 0, r.output
+        rows = read_rows(out)
+        assert [x["label"] for x in rows][:2] == ["positive", "negative"]
+        assert all(x["probs"] is None and x["source"] == "json" for x in rows)
+        assert "response_format" in fake.requests[-1]
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["probs_available"] is False and m["mode"] == "json"
+
+
+def test_legacy_logprob_shape_on_completions(reviews, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(shape="legacy") as fake:
+        out = tmp_path / "run"
+        r = run_label(str(reviews), *base_args(fake, out, "--endpoint", "completions"))
+        assert r.exit_code == 0, r.output
+        assert "prompt" in fake.requests[-1]
+        assert [x["label"] for x in read_rows(out)][:2] == ["positive", "negative"]
+
+
+def test_dry_run_prints_the_estimate_and_calls_nothing(fake_openai, reviews, tmp_path):
+    r = run_label(str(reviews), "--labels", "positive,negative", "--teacher", "gpt-4o-mini", "--base-url",
+                  fake_openai.base_url, "--out", str(tmp_path / "run"), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "rows: 6" in r.output and "unique_texts: 5" in r.output and "est_cost_usd" in r.output
+    assert "price table read on" in r.output
+    assert fake_openai.requests == [] and not (tmp_path / "run" / "labels.jsonl").exists()
+
+
+def test_max_cost_stops_cleanly_and_keeps_what_was_labeled(fake_openai, tmp_path):
+    texts = [f"dish number {i} was fine" for i in range(40)]
+    src = write_csv(tmp_path / "many.csv", texts)
+    out = tmp_path / "run"
+    # ~100 prompt tokens per request at $1000/1M = ~$0.10 each; $1.00 buys about nine.
+    args = base_args(fake_openai, out, "--price-in", "1000", "--price-out", "1000", "--max-cost", "1.0", "--concurrency", "2")
+    r = run_label(str(src), *args)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["stopped_by_budget"] and 0 < m["labeled"] < 40 and m["skipped"] == 40 - m["labeled"]
+    assert m["cost_usd"] <= 1.0
+    assert len(read_rows(out)) == 40 and "raise it and run the same command again" in r.output
+
+
+def test_batch_api_submits_records_and_collects(fake_openai, reviews, tmp_path):
+    out = tmp_path / "run"
+    env = {"OPENAI_API_KEY": "sk-test-secret-123"}
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--batch", "--poll-seconds", "0.05", "--price-in", "1", "--price-out", "1"), env=env)
+    assert r.exit_code == 0, r.output
+    assert len(fake_openai.batches) == 1
+    assert [x["label"] for x in read_rows(out)][:2] == ["positive", "negative"]
+    assert not (out / "batch.json").exists()  # collected
+    # A rerun pays for nothing: no new batch, no new request.
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--batch", "--poll-seconds", "0.05"), env=env)
+    assert r.exit_code == 0 and len(fake_openai.batches) == 1
+    for f in out.iterdir():  # the key never lands in a file
+        assert "sk-test-secret-123" not in f.read_text(errors="ignore")
+
+
+def test_batch_resumes_the_recorded_batch_after_a_crash(fake_openai, reviews, tmp_path):
+    """A run killed after submitting finds batch.json and collects the same batch."""
+    import asyncio
+
+    from distill.teacher.batch import _submit
+    from distill.teacher.cache import AnswerCache
+    from distill.teacher.client import Endpoint, Teacher, build_request
+    from distill.teacher.pricing import Price
+    from distill.label import resolve_task
+    from distill.config import LabelConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = LabelConfig(input=str(reviews), labels=["positive", "negative"], teacher="fake-model")
+    task = resolve_task(cfg)
+    teacher = Teacher(Endpoint(fake_openai.base_url, "fake-model", "chat", "fake-model"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
+    jobs = [(teacher.key(build_request(task, t, "chat", False)), build_request(task, t, "chat", False)) for t in dict.fromkeys(TEXTS)]
+
+    async def submit_then_crash():
+        await _submit(teacher, jobs, out / "batch.json")
+        await teacher.close()
+
+    asyncio.run(submit_then_crash())
+    assert len(fake_openai.batches) == 1
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--batch", "--poll-seconds", "0.05"))
+    assert r.exit_code == 0, r.output
+    assert len(fake_openai.batches) == 1  # picked up, not paid twice
+    assert all(x["label"] for x in read_rows(out))
+
+
+# --- bad input: one line, exit code 2, no traceback -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.csv", "--labels", "a,b"], "no such file"),
+        (["{reviews}", "--labels", "a,b", "--text-column", "body"], r"unknown column 'body'.*\['text'\]"),
+        (["{empty}", "--labels", "a,b"], "no rows"),
+        (["{reviews}", "--labels", "positive"], "at least two labels"),
+        (["{reviews}", "--labels", "good,good"], "duplicate label"),
+        (["{reviews}", "--labels", "very good,bad"], "not a single word"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, reviews, tmp_path, fake_openai):
+    import re
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text\n")
+    args = [a.format(reviews=reviews, empty=empty) for a in args]
+    r = runner.invoke(app, ["label", *args, "--teacher", "m", "--base-url", fake_openai.base_url, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert re.search(message, r.output) and "Traceback" not in r.output
+
+
+def test_no_api_key_for_openai_is_a_clear_error(reviews, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    r = runner.invoke(app, ["label", str(reviews), "--labels", "a,b", "--teacher", "gpt-4o-mini", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "set OPENAI_API_KEY" in r.output
+
+
+def test_unreachable_server_names_the_url(reviews, tmp_path):
+    url = "http://127.0.0.1:9/v1"
+    r = runner.invoke(app, ["label", str(reviews), "--labels", "a,b", "--teacher", "m", "--base-url", url,
+                            "--max-retries", "0", "--timeout", "2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and url in r.output and "Traceback" not in r.output
+
+
+def test_labels_file_with_descriptions_goes_into_the_prompt(fake_openai, reviews, tmp_path):
+    lf = tmp_path / "labels.yaml"
+    lf.write_text("positive: the guest would come back\nnegative: the guest would not come back\n")
+    out = tmp_path / "run"
+    r = run_label(str(reviews), "--labels-file", str(lf), "--teacher", "m", "--base-url", fake_openai.base_url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "negative: the guest would not come back" in fake_openai.requests[-1]["messages"][0]["content"]
+
+
+def test_long_texts_are_truncated_and_counted(fake_openai, tmp_path):
+    src = write_csv(tmp_path / "long.csv", ["cold " * 3000, "fine"])
+    out = tmp_path / "run"
+    r = run_label(str(src), *base_args(fake_openai, out, "--max-text-chars", "500"))
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["truncated"] == 1 and read_rows(out)[0]["text"] == "cold " * 3000  # the output keeps the full text
+    assert max(len(fake_openai.text_of(b)) for b in fake_openai.requests) < 520
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".txt", "dir"])
+def test_other_input_formats(fake_openai, tmp_path, suffix):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"review": TEXTS[:3]})
+    src = tmp_path / f"in{suffix}"
+    if suffix == ".jsonl":
+        ds.to_json(str(src))
+    elif suffix == ".parquet":
+        ds.to_parquet(str(src))
+    elif suffix == ".txt":
+        src.write_text("\n".join(TEXTS[:3]) + "\n")
+    else:
+        ds.save_to_disk(str(src))
+    col = [] if suffix == ".txt" else ["--text-column", "review"]
+    r = run_label(str(src), *base_args(fake_openai, tmp_path / "run", *col))
+    assert r.exit_code == 0, r.output
+    assert [x["text"] for x in read_rows(tmp_path / "run")] == TEXTS[:3]
