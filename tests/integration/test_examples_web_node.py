@@ -1,0 +1,304 @@
+"""The web page and the Node service of examples/, run the way an app runs them, against a fresh export.
+
+A tiny BERT classifier (trained for a few steps on the toy task, seconds) is exported to ONNX; then
+- examples/web is served on 127.0.0.1 and driven in headless Chromium (Debian's package, through
+  playwright-core): five texts typed into the page must get the labels and probabilities that the Python
+  runtime gives; the page's screenshot and per-text latency land in test-artifacts/;
+- examples/node's service answers the same five texts alike, and bad input with 400 / 413.
+
+What this needs beyond Python (chromium, the examples' npm packages) is installed by .ci/setup-browser,
+which the `examples_ready` fixture runs when something is missing. The tests skip, saying why, only when
+that install fails.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/integration/test_examples_web_node.py -q
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import toy_rows
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "examples" / "web"
+NODE = REPO / "examples" / "node"
+ARTIFACTS = REPO / "test-artifacts"
+
+# Plain, accented + emoji, Cyrillic, short, and one longer than the model's max_length (truncation).
+TEXTS = [
+    "the pasta was delicious",
+    "our waiter was rude and the soup was cold",
+    "Café au lait, très bon, service parfait 😀",
+    "Обслуживание было ужасным",
+    " ".join(["the dessert tasted wonderful, the room felt lovely"] * 30),
+]
+
+
+# --- what the examples need ------------------------------------------------------------------------------
+
+
+def _missing() -> list[str]:
+    missing = [tool for tool in ("node", "npm", "chromium") if shutil.which(tool) is None]
+    missing += [f"{d.relative_to(REPO)}/node_modules" for d in (WEB, NODE) if not (d / "node_modules").is_dir()]
+    return missing
+
+
+@pytest.fixture(scope="session")
+def examples_ready() -> str:
+    """The path of Chromium, after installing what is missing with .ci/setup-browser; skip only if that fails."""
+    missing = _missing()
+    if missing:
+        run = subprocess.run(
+            ["bash", str(REPO / ".ci" / "setup-browser")], capture_output=True, text=True, timeout=900
+        )
+        missing = _missing()
+        if run.returncode != 0 or missing:
+            tail = (run.stderr or run.stdout).strip().splitlines()[-3:]
+            pytest.skip(f"cannot install what the examples need (missing: {', '.join(missing)}): {' | '.join(tail)}")
+    return shutil.which("chromium")
+
+
+# --- a tiny exported model ------------------------------------------------------------------------------
+
+
+def _tiny_train_run(tiny_bert_dir: Path, out: Path) -> Path:
+    """A finished train run folder (RUN/model, RUN/val.jsonl, manifest) without the train stage: a few
+    optimizer steps on the toy task, so the labels depend on the text."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from distill.config import TrainConfig
+    from distill.runs import finish_run, start_run
+
+    labels = ["negative", "positive"]
+    settings = TrainConfig(data="toy", student=str(tiny_bert_dir), max_length=64).resolved()
+    start_run(out, "train", settings)
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = BertForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}
+    )
+    rows = toy_rows(64)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(24):
+        batch = rows[(step * 16) % 64 :][:16]
+        enc = tok([r["text"] for r in batch], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor([labels.index(r["label"]) for r in batch])).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tok.save_pretrained(out / "model")
+    with open(out / "val.jsonl", "w", encoding="utf-8") as f:
+        for r in toy_rows(16, seed=1):
+            f.write(json.dumps(r) + "\n")
+    finish_run(out, "train", settings, {"labels": labels, "train_rows": len(rows)}, "# tiny test model\n")
+    return out
+
+
+def _hand_made_export(run: Path, out: Path) -> Path:
+    """The export folder's contract (model.onnx, model.int8.onnx, tokenizer.json, labels.json) by hand,
+    until `distill export --onnx` exists."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(run / "model"), output=out, task="text-classification")
+    # uint8 weights: with int8 weights, x86 AVX2 kernels without VNNI saturate (measured 1.8e-2 off fp32
+    # in probability) while WebAssembly's stay within 2e-4 of fp32.
+    quantize_dynamic(out / "model.onnx", out / "model.int8.onnx", weight_type=QuantType.QUInt8)
+    meta = {
+        "labels": ["negative", "positive"],
+        "max_length": 64,
+        "default_model": "model.int8.onnx",
+        "inputs": ["input_ids", "attention_mask", "token_type_ids"],
+        "outputs": ["logits"],
+    }
+    (out / "labels.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = _tiny_train_run(tiny_bert_dir, tmp_path_factory.mktemp("train-run"))
+    return _hand_made_export(run, tmp_path_factory.mktemp("export"))
+
+
+def reference(export: Path, texts: list[str], model_file: str | None = None) -> list[dict]:
+    """What Python's onnxruntime says for these texts: label and probabilities."""
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    meta = json.loads((export / "labels.json").read_text())
+    tok = Tokenizer.from_file(str(export / "tokenizer.json"))
+    tok.enable_truncation(meta["max_length"])
+    tok.no_padding()
+    sess = ort.InferenceSession(str(export / (model_file or meta["default_model"])), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    out = []
+    for text in texts:
+        enc = tok.encode(text)
+        cols = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
+        logits = sess.run(["logits"], {k: np.array([v], dtype=np.int64) for k, v in cols.items() if k in names})[0][0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        out.append({"text": text, "label": meta["labels"][int(p.argmax())], "probs": dict(zip(meta["labels"], map(float, p)))})
+    return out
+
+
+def assert_same(got: list[dict], want: list[dict], atol: float, where: str) -> None:
+    assert len(got) == len(want), f"{where}: {len(got)} answers for {len(want)} texts"
+    for g, w in zip(got, want):
+        assert g["label"] == w["label"], f"{where}: {w['text'][:40]!r}: label {g['label']} != {w['label']}"
+        assert g["probs"].keys() == w["probs"].keys()
+        diff = max(abs(g["probs"][k] - w["probs"][k]) for k in w["probs"])
+        assert diff <= atol, f"{where}: {w['text'][:40]!r}: probabilities differ by {diff:.2e} (> {atol})"
+
+
+# --- servers ----------------------------------------------------------------------------------------------
+
+
+class NodeProcess:
+    """A Node server started for a test; waits for its 'listening' line and reads the URL from it."""
+
+    def __init__(self, args: list[str], cwd: Path, ready_word: str, timeout: float = 60):
+        self.proc = subprocess.Popen(
+            ["node", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + timeout
+        self.lines: list[str] = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith(ready_word):
+                self.url = next(w for w in line.split() if w.startswith("http://")).rstrip("/")
+                host_port = self.url.split("//")[1]
+                self.host, port = host_port.rsplit(":", 1)
+                self.port = int(port)
+                return
+        self.stop()
+        raise AssertionError(f"node {' '.join(args)} did not start:\n{''.join(self.lines)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+# --- the web page -------------------------------------------------------------------------------------------
+
+
+def test_web_page_in_chromium_matches_python(examples_ready: str, export_dir: Path, tmp_path: Path) -> None:
+    texts_file, out, shots = tmp_path / "texts.json", tmp_path / "pages.json", tmp_path / "shots"
+    texts_file.write_text(json.dumps(TEXTS, ensure_ascii=False), encoding="utf-8")
+    web = NodeProcess(["serve.mjs", str(export_dir), "--port", "0"], cwd=WEB, ready_word="serving")
+    try:
+        # The page's default model (int8, as labels.json says), then the fp32 one through ?file=.
+        urls = [f"{web.url}/", f"{web.url}/?file=model.onnx"]
+        run = subprocess.run(
+            ["node", "e2e/drive.mjs", "--texts", str(texts_file), "--out", str(out), "--screenshots", str(shots)]
+            + [arg for url in urls for arg in ("--url", url)],
+            cwd=WEB, capture_output=True, text=True, timeout=240, env={**os.environ, "CHROMIUM": examples_ready},
+        )
+    finally:
+        web.stop()
+    assert run.returncode == 0, f"driving the page failed:\n{run.stdout}\n{run.stderr}"
+    int8, fp32 = json.loads(out.read_text(encoding="utf-8"))
+
+    assert int8["model"] == "model.int8.onnx" and fp32["model"] == "model.onnx"
+    assert int8["rows"] == len(TEXTS) and int8["answer"] == int8["results"][-1]["label"]
+    # fp32 in WebAssembly matches native onnxruntime to float rounding; int8 kernels differ a little.
+    assert_same(fp32["results"], reference(export_dir, TEXTS, "model.onnx"), atol=1e-5, where="browser fp32")
+    assert_same(int8["results"], reference(export_dir, TEXTS), atol=5e-3, where="browser int8")
+    assert len({r["label"] for r in int8["results"]}) == 2, "the tiny model should tell these texts apart"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, page in (("int8", int8), ("fp32", fp32)):
+        assert Path(page["screenshot"]).stat().st_size > 10_000, "the screenshot is (nearly) empty"
+        shutil.copy(page["screenshot"], ARTIFACTS / f"web-page-{name}.png")
+        ms = sorted(r["ms"] for r in page["results"])
+        page["latency_ms"] = {"median_per_text": ms[len(ms) // 2], "max_per_text": ms[-1], "load": page["loadMs"]}
+        (ARTIFACTS / f"web-page-{name}.json").write_text(json.dumps(page, indent=2, ensure_ascii=False))
+
+
+# --- the Node service -----------------------------------------------------------------------------------------
+
+
+def post(svc: NodeProcess, body: bytes, path: str = "/predict", method: str = "POST", chunked: bool = False):
+    conn = http.client.HTTPConnection(svc.host, svc.port, timeout=30)
+    try:
+        if chunked:
+            conn.request(method, path, body=iter([body[i : i + 1024] for i in range(0, len(body), 1024)]),
+                         encode_chunked=True, headers={"content-type": "application/json"})
+        else:
+            conn.request(method, path, body=body, headers={"content-type": "application/json"})
+        res = conn.getresponse()
+        return res.status, json.loads(res.read())
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def node_service(examples_ready: str, export_dir: Path):
+    svc = NodeProcess(
+        ["server.mjs", str(export_dir), "--port", "0", "--threads", "1", "--max-body", "4096"],
+        cwd=NODE, ready_word="listening",
+    )
+    yield svc
+    svc.stop()
+
+
+def test_node_service_answers_like_python(node_service: NodeProcess, export_dir: Path) -> None:
+    got = []
+    for text in TEXTS:
+        status, answer = post(node_service, json.dumps({"text": text}).encode())
+        assert status == 200, answer
+        assert set(answer) == {"label", "probs"}
+        got.append({"text": text, **answer})
+    # Same native int8 kernels as Python's onnxruntime: equal to float rounding.
+    assert_same(got, reference(export_dir, TEXTS), atol=1e-5, where="node service")
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b'{"txt": "hello"}', 400, r'missing "text"'),
+        (b'{"text": 42}', 400, r'"text" must be a string, got number'),
+        (b'{"text": ["a", "b"]}', 400, r'"text" must be a string, got array'),
+        (b'{"text": null}', 400, r'"text" must be a string, got null'),
+        (b'["hello"]', 400, r"body must be a JSON object"),
+        (b"text=hello", 400, r"body is not valid JSON"),
+        (json.dumps({"text": "x" * 10_000}).encode(), 413, r"body too large: the limit is 4096 bytes"),
+    ],
+)
+def test_node_service_refuses_bad_input(node_service: NodeProcess, body: bytes, status: int, message: str) -> None:
+    import re
+
+    got_status, answer = post(node_service, body)
+    assert got_status == status and re.search(message, answer["error"]), (got_status, answer)
+
+
+def test_node_service_limits_a_chunked_body_and_keeps_serving(node_service: NodeProcess) -> None:
+    # No Content-Length: the limit must hold while the body streams in.
+    status, answer = post(node_service, json.dumps({"text": "y" * 20_000}).encode(), chunked=True)
+    assert status == 413 and "body too large" in answer["error"]
+    assert post(node_service, b"", method="GET")[0] == 405
+    assert post(node_service, b"", path="/nope")[0] == 404
+    status, health = post(node_service, b"", path="/health", method="GET")
+    assert status == 200 and health["labels"] == ["negative", "positive"] and health["model"] == "model.int8.onnx"
