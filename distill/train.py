@@ -1,0 +1,359 @@
+"""`distill train`: fine-tune a small student on a teacher's labels, or on any labeled file.
+
+    distill train artifacts/reviews/label --student minilm --out artifacts/reviews/train [--gold gold.csv]
+    distill train labeled.csv --text-column review --label-column stars --out runs/stars
+    torchrun --nproc_per_node=2 -m distill.cli train ...    # several processes or GPUs, the same code path
+
+Reads a finished label run's labels.jsonl (or the file), leaves out the rows the teacher got wrong-shaped
+(and, on request, the unsure ones), holds out a stratified seeded validation split, fine-tunes with the
+Hugging Face Trainer (distillation on the teacher's probabilities where it gave them; distill/distillation.py),
+and writes model/, val.jsonl, metrics.json, config.json, README.md and last manifest.json into the run folder.
+torch and transformers are imported inside `train`, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import TrainConfig
+from distill.data import load_table, require_column
+from distill.errors import BadInput
+from distill.runs import finish_run, read_json, require_finished, start_run
+
+INVALID = -1  # the teacher's label index for a row it answered invalidly
+
+
+@dataclass
+class LabeledData:
+    labels: list[str]
+    texts: list[str]
+    targets: list[int]
+    soft: list[list[float]] | None  # teacher probabilities in label order; None when only hard labels exist
+    teacher: str | None = None  # the teacher's name when the data is a label run
+    teacher_by_text: dict[str, int] = field(default_factory=dict)  # every text the teacher saw -> its label
+    dropped_invalid: int = 0
+    dropped_low_confidence: int = 0
+
+
+def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledData:
+    """labels.jsonl of a finished label run -> usable rows; invalid teacher answers are counted and left out."""
+    require_finished(path, "label")
+    settings = read_json(path / "config.json").get("settings", {})
+    if not (path / "labels.jsonl").is_file():
+        raise BadInput(f"{path}: a finished label run without labels.jsonl; run `distill label` again.")
+    rows = [json.loads(line) for line in (path / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels = list(settings.get("labels") or sorted({r["label"] for r in rows if r.get("label") is not None}))
+    index = {lab: i for i, lab in enumerate(labels)}
+    data = LabeledData(labels, [], [], [], teacher=settings.get("teacher"))
+    any_probs = False
+    for r in rows:
+        text, label = r.get("text"), r.get("label")
+        if text is None:
+            data.dropped_invalid += 1
+            continue
+        if label not in index:
+            data.teacher_by_text[text] = INVALID
+            data.dropped_invalid += 1
+            continue
+        data.teacher_by_text[text] = index[label]
+        probs = [float((r.get("probs") or {}).get(lab, 0.0)) for lab in labels]
+        total = sum(probs)
+        confidence = r.get("confidence") if r.get("confidence") is not None else (max(probs) / total if total > 0 else None)
+        # Rows without a confidence cannot be judged unsure, so they stay in.
+        if min_confidence is not None and confidence is not None and confidence < min_confidence:
+            data.dropped_low_confidence += 1
+            continue
+        any_probs |= total > 0
+        data.texts.append(text)
+        data.targets.append(index[label])
+        # A row without probabilities distils towards its hard label (the KL term then equals the CE term).
+        data.soft.append([p / total for p in probs] if total > 0 else [float(i == index[label]) for i in range(len(labels))])
+    if not any_probs:
+        data.soft = None
+    return data
+
+
+def read_labeled_file(path: str, text_column: str, label_column: str) -> LabeledData:
+    """A csv/jsonl/parquet file with a text and a label column (human labels): hard labels, sorted label set."""
+    ds = load_table(path)
+    require_column(ds, text_column, "--text-column")
+    require_column(ds, label_column, "--label-column")
+    pairs = [(t, None if lab is None or str(lab).strip() == "" else str(lab).strip())
+             for t, lab in zip(ds[text_column], ds[label_column])]
+    kept = [(str(t), lab) for t, lab in pairs if t is not None and lab is not None]
+    labels = sorted({lab for _, lab in kept})
+    index = {lab: i for i, lab in enumerate(labels)}
+    return LabeledData(labels, [t for t, _ in kept], [index[lab] for _, lab in kept], None,
+                       dropped_invalid=len(pairs) - len(kept))
+
+
+def read_data(cfg: TrainConfig) -> LabeledData:
+    if not cfg.data:
+        raise BadInput("no training data: pass a finished label run folder or a labeled .csv/.jsonl/.parquet file")
+    path = Path(cfg.data)
+    if path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
+        return read_label_run(path, cfg.min_confidence)
+    if cfg.min_confidence is not None:
+        raise BadInput(f"--min-confidence needs the teacher's probabilities, and {cfg.data} is a plain labeled file; "
+                       "drop the flag or train on a label run folder.")
+    return read_labeled_file(cfg.data, cfg.text_column, cfg.label_column)
+
+
+def read_gold(path: str, labels: list[str], text_column: str, label_column: str) -> tuple[list[str], list[int]]:
+    """Texts with true labels; every label must be one of the training labels."""
+    ds = load_table(path)
+    require_column(ds, text_column, "--text-column")
+    require_column(ds, label_column, "--label-column")
+    gold = [(str(t), str(lab).strip()) for t, lab in zip(ds[text_column], ds[label_column]) if t is not None]
+    unknown = sorted({lab for _, lab in gold if lab not in labels})
+    if unknown:
+        raise BadInput(f"--gold {path}: labels {unknown[:10]} are not in the label set {labels}; "
+                       "rename them or drop those rows.")
+    if not gold:
+        raise BadInput(f"--gold {path}: no rows")
+    return [t for t, _ in gold], [labels.index(lab) for _, lab in gold]
+
+
+def split_rows(data: LabeledData, cfg: TrainConfig, source: str) -> tuple[list[int], list[int]]:
+    """Stratified, seeded (train, validation) indices; BadInput says how many rows are needed."""
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(data.targets)
+    n, k, f = len(data.targets), len(counts), cfg.val_fraction
+    if n == 0:
+        raise BadInput(f"{source}: no usable rows ({data.dropped_invalid} invalid, "
+                       f"{data.dropped_low_confidence} below --min-confidence).")
+    if k < 2:
+        raise BadInput(f"{source}: all {n} usable rows have the label {data.labels[data.targets[0]]!r}; "
+                       "a classifier needs at least two labels.")
+    need = max(2 * k, math.ceil(k / f))
+    rare = sorted(data.labels[i] for i, c in counts.items() if c < 2)
+    if n < need or rare:
+        why = f" (labels {rare} have one row each)" if rare else ""
+        raise BadInput(f"{source}: {n} usable rows are too few for a validation split{why}: with {k} labels and "
+                       f"--val-fraction {f} it needs at least {need} rows and 2 per label. Label more rows.")
+    n_val = min(max(round(n * f), k), cfg.val_max_rows)
+    if n_val < k or n - n_val < k:
+        raise BadInput(f"validation split of {n_val} rows leaves too few to train on or to cover {k} labels; "
+                       "adjust --val-fraction.")
+    train_idx, val_idx = train_test_split(list(range(n)), test_size=n_val, stratify=data.targets, random_state=cfg.seed)
+    return sorted(train_idx), sorted(val_idx)
+
+
+def check_resume(cfg: TrainConfig, out: Path) -> str:
+    """The last checkpoint of an interrupted run with the same settings, or a BadInput that says why not."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    if ckpt is None:
+        raise BadInput(f"--resume: {out}/checkpoints holds no checkpoint to continue from; run without --resume.")
+    if (out / "config.json").is_file():
+        before = read_json(out / "config.json").get("settings", {})
+        changed = sorted(k for k, v in cfg.resolved().items() if k != "resume" and before.get(k, v) != v)
+        if changed:
+            raise BadInput(f"--resume: settings {changed} differ from the interrupted run; use the same ones, "
+                           "or start over without --resume.")
+    return ckpt
+
+
+def encode(tokenizer: Any, texts: list[str], targets: list[int], soft: list[list[float]] | None, max_length: int) -> list[dict]:
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    rows = []
+    for i in range(len(texts)):
+        row = {k: enc[k][i] for k in enc.keys()}
+        row["labels"] = targets[i]
+        if soft is not None:
+            row["soft_labels"] = soft[i]
+        rows.append(row)
+    return rows
+
+
+def train(cfg: TrainConfig, out: Path) -> dict:
+    """Train a student and write the run folder; returns metrics.json's content. Rank 0 writes everything."""
+    out = Path(out)
+    source = cfg.data or ""
+    data = read_data(cfg)
+    gold_texts, gold_targets = read_gold(cfg.gold, data.labels, cfg.text_column, cfg.label_column) if cfg.gold else ([], [])
+    # Gold rows are held out of training even when the teacher labeled them: otherwise the gold score leaks.
+    gold_set = set(gold_texts)
+    keep = [i for i, t in enumerate(data.texts) if t not in gold_set]
+    gold_overlap = len(data.texts) - len(keep)
+    data.texts, data.targets = [data.texts[i] for i in keep], [data.targets[i] for i in keep]
+    data.soft = [data.soft[i] for i in keep] if data.soft is not None else None
+    loss = "kd" if cfg.loss == "auto" and data.soft is not None else "ce" if cfg.loss == "auto" else cfg.loss
+    if loss == "kd" and data.soft is None:
+        raise BadInput(f"--loss kd needs the teacher's probabilities and {source} has hard labels only; use --loss ce or auto.")
+    train_idx, val_idx = split_rows(data, cfg, source)
+    resume_from = check_resume(cfg, out) if cfg.resume else None
+
+    import torch
+    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments
+
+    from distill import distillation as D
+
+    rank, world_size = D.world()
+    cuda = torch.cuda.is_available()
+    precision = D.pick_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    model, tokenizer = D.load_student(cfg.student, data.labels, cfg.trust_remote_code)
+    limits = [cfg.max_length, getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
+
+    def subset(idx: list[int]) -> list[dict]:
+        soft = [data.soft[i] for i in idx] if loss == "kd" else None
+        return encode(tokenizer, [data.texts[i] for i in idx], [data.targets[i] for i in idx], soft, max_length)
+
+    train_rows, val_rows = subset(train_idx), subset(val_idx)
+    weights = D.class_weights([data.targets[i] for i in train_idx], len(data.labels)) if cfg.class_balance == "weight" else None
+    sched = D.derive_schedule(len(train_rows), cfg.batch_size * world_size, cfg.epochs, cfg.max_steps,
+                              cfg.warmup_ratio, cfg.eval_steps)
+    with D.quiet_transformers():
+        args = TrainingArguments(
+            output_dir=str(out / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=max(64, cfg.batch_size), learning_rate=cfg.learning_rate, weight_decay=0.01,
+            num_train_epochs=sched.epochs, max_steps=cfg.max_steps or -1, warmup_steps=sched.warmup_steps,
+            eval_strategy="steps", eval_steps=sched.eval_steps, save_strategy="steps", save_steps=sched.eval_steps,
+            logging_strategy="steps", logging_steps=sched.eval_steps, save_total_limit=2,  # best + latest
+            load_best_model_at_end=True, metric_for_best_model="selection", greater_is_better=True,
+            bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not cuda,
+            ddp_backend="gloo" if world_size > 1 and not cuda else None,
+            seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False, label_names=["labels"],
+            dataloader_pin_memory=cuda, save_safetensors=True,
+        )
+    if rank == 0:
+        start_run(out, "train", cfg.resolved())
+        if resume_from is None:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
+    D.barrier()
+    trainer = D.DistillationTrainer(
+        model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows, processing_class=tokenizer,
+        data_collator=D.SoftLabelCollator(tokenizer), compute_metrics=D.compute_metrics_for(len(data.labels)),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
+        temperature=cfg.temperature, alpha=cfg.alpha if loss == "kd" else 0.0, weights=weights,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(D.SummaryProgress())
+
+    resumed = read_json(Path(resume_from) / "trainer_state.json") if resume_from else {}
+    start_epoch = resumed.get("epoch", 0.0)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # raised at every checkpoint rotation on some filesystems; harmless
+        warnings.filterwarnings("ignore", message="mtime may not be reliable")
+        trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - t0
+    with D.quiet_transformers():
+        val_pred = trainer.predict(val_rows).predictions.argmax(-1).tolist()
+        gold_pred = trainer.predict(encode(tokenizer, gold_texts, gold_targets, None, max_length)).predictions.argmax(-1).tolist() if gold_texts else []
+
+    from sklearn.metrics import confusion_matrix
+
+    val_true = [data.targets[i] for i in val_idx]
+    val = D.classification_metrics(val_true, val_pred, len(data.labels))
+    state = trainer.state
+    metrics: dict[str, Any] = {
+        "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+        # The validation labels are the teacher's, so agreement equals val accuracy; no teacher, no agreement.
+        "teacher_agreement": val["accuracy"] if data.teacher_by_text else None,
+        "train_rows": len(train_idx), "val_rows": len(val_idx), "dropped_invalid": data.dropped_invalid,
+        "dropped_low_confidence": data.dropped_low_confidence, "gold_overlap_removed": gold_overlap,
+        "truncated_rows": sum(len(r["input_ids"]) >= max_length for r in train_rows),
+        "seconds": round(seconds, 2),
+        "samples_per_second": round((state.epoch - start_epoch) * len(train_idx) / seconds, 2) if seconds > 0 else None,
+        "device": (torch.cuda.get_device_name(0) if cuda else "cpu") + (f" x{world_size}" if world_size > 1 else ""),
+        "precision": precision, "loss": loss, "epochs": round(state.epoch, 3), "steps": state.global_step,
+        "planned_steps": state.max_steps, "resumed_from_step": resumed.get("global_step"), "early_stopped": state.global_step < state.max_steps,
+        "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None,
+        "warmup_steps": sched.warmup_steps, "eval_steps": sched.eval_steps, "max_length": max_length,
+        "class_weights": weights, "labels": data.labels,
+        "confusion_matrix": confusion_matrix(val_true, val_pred, labels=list(range(len(data.labels)))).tolist(),
+        "student": cfg.student, "teacher": data.teacher,
+    }
+    if gold_texts:
+        g = D.classification_metrics(gold_targets, gold_pred, len(data.labels))
+        metrics.update(gold_rows=len(gold_texts), gold_accuracy=g["accuracy"], gold_macro_f1=g["macro_f1"])
+        seen = [i for i, t in enumerate(gold_texts) if t in data.teacher_by_text]
+        if seen:  # the teacher's own answers on the gold texts it labeled (an invalid answer counts as wrong)
+            tg = D.classification_metrics([gold_targets[i] for i in seen],
+                                          [data.teacher_by_text[gold_texts[i]] for i in seen], len(data.labels))
+            metrics.update(teacher_gold_rows=len(seen), teacher_gold_accuracy=tg["accuracy"],
+                           teacher_gold_macro_f1=tg["macro_f1"])
+    trainer.save_model(str(out / "model"))  # the best checkpoint (load_best_model_at_end); rank-aware
+    if rank == 0:
+        (out / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; model/ stays safetensors + json
+        tokenizer.save_pretrained(out / "model")
+        with open(out / "val.jsonl", "w", encoding="utf-8") as f:
+            for i in val_idx:
+                f.write(json.dumps({"text": data.texts[i], "label": data.labels[data.targets[i]]}, ensure_ascii=False) + "\n")
+        card = model_card(cfg, metrics)
+        (out / "model" / "README.md").write_text(card, encoding="utf-8")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best model is in model/; checkpoints are GBs
+        finish_run(out, "train", cfg.resolved(), metrics, card)
+    D.barrier()
+    return metrics
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def model_card(cfg: TrainConfig, m: dict) -> str:
+    gold = ""
+    if "gold_accuracy" in m:
+        gold = f"| gold set ({m['gold_rows']} rows, true labels) | {_pct(m['gold_accuracy'])} | {_pct(m['gold_macro_f1'])} |\n"
+        if "teacher_gold_accuracy" in m:
+            gold += (f"| the teacher on {m['teacher_gold_rows']} of those rows | {_pct(m['teacher_gold_accuracy'])} "
+                     f"| {_pct(m['teacher_gold_macro_f1'])} |\n")
+    taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
+    return f"""# Text classifier distilled with `distill`
+
+Student `{cfg.student}` fine-tuned on {m['train_rows']} texts labeled by {taught}
+(loss: {'knowledge distillation on the teacher probabilities' if m['loss'] == 'kd' else 'cross-entropy'}).
+Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
+
+| evaluated on | accuracy | macro-F1 |
+|---|---|---|
+| validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {_pct(m['val_accuracy'])} | {_pct(m['val_macro_f1'])} |
+{gold}
+Training: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']} s on {m['device']} ({m['precision']}).
+Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
+{m['gold_overlap_removed']} rows that are in the gold set.
+
+## Use
+
+```python
+from transformers import pipeline
+clf = pipeline("text-classification", model="path/to/model")
+clf("some text")  # [{{'label': '{m['labels'][0]}', 'score': ...}}]
+```
+`distill export --onnx` turns it into an ONNX model for onnxruntime.
+
+## Limits
+
+It knows only these labels and only what the training texts showed it; it inherits the teacher's mistakes,
+and validation accuracy measures agreement with the {'teacher' if m['teacher'] else 'given labels'}, not the truth
+(see the gold row when there is one). Texts longer than {m['max_length']} tokens are cut. Check it on your own data
+before relying on it.
+"""
+
+
+def end_distributed_worker() -> None:
+    """End a torchrun/accelerate worker now that its outputs are written and flushed.
+
+    With torch 2.13 on CPU, every gloo rank aborts at interpreter exit (exit -6, "terminate called without an
+    active exception"; DESIGN.md section 2), so torchrun would report a failure for finished work.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,214 @@
+"""`distill train` on the tiny random BERT: it learns, writes its run folder, resumes, and refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS, toy_rows
+from distill.cli import app
+from distill.config import TrainConfig
+from distill.errors import BadInput
+from distill.runs import finish_run, read_json, start_run
+from distill.train import read_data, split_rows, train
+
+LABELS = ["negative", "positive"]
+
+
+def make_label_run(path: Path, rows: list[dict], probs: bool = True, invalid: int = 0, seed: int = 1) -> Path:
+    """A finished label run as distill/label.py writes it (the contract in labels.jsonl)."""
+    rng = random.Random(seed)
+    settings = {"labels": LABELS, "teacher": "fake-teacher"}
+    start_run(path, "label", settings)
+    with open(path / "labels.jsonl", "w", encoding="utf-8") as f:
+        for i, r in enumerate(rows):
+            p = round(rng.uniform(0.55, 0.95), 3)
+            other = LABELS[1 - LABELS.index(r["label"])]
+            row = {"row": i, "text": r["text"], "label": r["label"], "probs": {r["label"]: p, other: round(1 - p, 3)} if probs else None,
+                   "confidence": p if probs else None, "source": "logprobs" if probs else "json", "raw": None}
+            f.write(json.dumps(row) + "\n")
+        for j in range(invalid):
+            f.write(json.dumps({"row": len(rows) + j, "text": f"gibberish {j}", "label": None, "probs": None,
+                                "confidence": None, "source": "invalid", "raw": "maybe?"}) + "\n")
+    finish_run(path, "label", settings, {}, "label card")
+    return path
+
+
+def cfg(tmp_path: Path, data: Path, student: Path, **kw) -> TrainConfig:
+    # The tiny random BERT needs a high learning rate and patience to leave chance level in a few epochs.
+    base = dict(data=str(data), student=str(student), learning_rate=2e-3, epochs=12, early_stopping_patience=20,
+                batch_size=16)
+    return TrainConfig(**{**base, **kw})
+
+
+def write_csv(path: Path, rows: list[dict], text="text", label="label") -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([text, label])
+        w.writerows([r["text"], r["label"]] for r in rows)
+    return path
+
+
+def test_learns_the_toy_task_and_writes_the_run_folder(tmp_path, tiny_bert_dir):
+    rows = toy_rows(160)
+    run = make_label_run(tmp_path / "label", rows, invalid=3)
+    # Gold: 10 texts the teacher labeled (held out of training with their duplicates) + 30 it never saw.
+    seen = list({r["text"]: r for r in rows[:30]}.values())[:10]
+    unseen = [{"text": f"{start} {w}", "label": lab} for start in ("honestly it was", "i found the wine", "dinner was")
+              for lab, words in (("positive", POSITIVE_WORDS), ("negative", NEGATIVE_WORDS)) for w in words[:5]]
+    gold = write_csv(tmp_path / "gold.csv", seen + unseen)
+    overlap = sum(r["text"] in {g["text"] for g in seen} for r in rows)
+    out = tmp_path / "train"
+    result = CliRunner().invoke(app, ["train", str(run), "--student", str(tiny_bert_dir), "--out", str(out),
+                                      "--gold", str(gold), "--lr", "2e-3", "--epochs", "12", "--patience", "30"])
+    assert result.exit_code == 0, result.output
+    assert "val accuracy" in result.output and "eval step" in result.output
+    m = read_json(out / "metrics.json")
+    # chance is 0.5; the gold texts mostly use sentence starts the student never saw
+    assert m["val_accuracy"] >= 0.9 and m["gold_accuracy"] >= 0.75
+    assert m["teacher_agreement"] == m["val_accuracy"] and m["loss"] == "kd" and m["device"] == "cpu"
+    assert m["dropped_invalid"] == 3 and m["gold_overlap_removed"] == overlap > 10
+    assert m["train_rows"] + m["val_rows"] == 160 - overlap and m["val_rows"] == round((160 - overlap) * 0.15)
+    assert m["teacher_gold_rows"] == 10 and m["teacher_gold_accuracy"] == 1.0  # fake teacher is always right
+    assert sum(map(sum, m["confusion_matrix"])) == m["val_rows"] and m["labels"] == LABELS
+    assert m["seconds"] > 0 and m["samples_per_second"] > 0
+    assert read_json(out / "manifest.json")["stage"] == "train"
+    assert not (out / "checkpoints").exists()
+    model_files = {p.name for p in (out / "model").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= model_files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in model_files)
+    val = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert len(val) == m["val_rows"] and set(val[0]) == {"text", "label"}
+    assert read_json(out / "config.json")["settings"]["gold"] == str(gold)
+    card = (out / "model" / "README.md").read_text()
+    assert "fake-teacher" in card and "gold set (40 rows" in card and "## Limits" in card
+
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(out / "model"), device="cpu")
+    assert {p["label"] for p in clf(["the soup was delicious", "the soup was awful"])} <= set(LABELS)
+    assert clf("service was wonderful")[0]["label"] == "positive"
+
+
+def test_soft_and_hard_labels_both_train_and_differ(tmp_path, tiny_bert_dir):
+    from safetensors.torch import load_file
+
+    run = make_label_run(tmp_path / "label", toy_rows(80))
+    weights = {}
+    for loss in ("kd", "ce"):
+        m = train(cfg(tmp_path, run, tiny_bert_dir, loss=loss, max_steps=8, eval_steps=4), tmp_path / loss)
+        assert m["loss"] == loss and m["steps"] == 8
+        weights[loss] = load_file(tmp_path / loss / "model" / "model.safetensors")["classifier.weight"]
+    assert not weights["kd"].allclose(weights["ce"])  # same seed and data: only the loss differs
+
+
+def test_hard_labels_from_a_csv_with_own_column_names(tmp_path, tiny_bert_dir):
+    data = write_csv(tmp_path / "human.csv", toy_rows(60), text="review", label="sentiment")
+    c = cfg(tmp_path, data, tiny_bert_dir, text_column="review", label_column="sentiment", max_steps=4)
+    m = train(c, tmp_path / "out")
+    assert m["loss"] == "ce" and m["teacher"] is None and m["teacher_agreement"] is None
+    assert m["labels"] == LABELS and m["train_rows"] == 51
+    with pytest.raises(BadInput, match=r"--loss kd needs the teacher's probabilities.*--loss ce or auto"):
+        train(c.model_copy(update={"loss": "kd"}), tmp_path / "out2")
+    with pytest.raises(BadInput, match=r"unknown column 'text'.*--text-column"):
+        train(c.model_copy(update={"text_column": "text"}), tmp_path / "out3")
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_bert_dir, monkeypatch):
+    from distill import distillation
+
+    run = make_label_run(tmp_path / "label", toy_rows(80))
+    out = tmp_path / "train"
+    c = cfg(tmp_path, run, tiny_bert_dir, max_steps=12, eval_steps=4)
+
+    def crash_after_second_save(self, args, state, control, **kw):
+        if state.global_step == 8:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after checkpoint-8 was written
+
+    with monkeypatch.context() as mp:
+        mp.setattr(distillation.SummaryProgress, "on_save", crash_after_second_save, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            train(c, out)
+    assert (out / "checkpoints" / "checkpoint-8").is_dir() and not (out / "manifest.json").exists()
+
+    with pytest.raises(BadInput, match=r"--resume: settings \['learning_rate'\] differ"):
+        train(c.model_copy(update={"resume": True, "learning_rate": 1e-4}), out)
+    m = train(c.model_copy(update={"resume": True}), out)
+    assert m["resumed_from_step"] == 8 and m["steps"] == 12
+    assert (out / "manifest.json").exists() and not (out / "checkpoints").exists()
+    with pytest.raises(BadInput, match=r"--resume: .*holds no checkpoint.*without --resume"):
+        train(c.model_copy(update={"resume": True}), out)
+
+
+def test_reading_a_label_run_drops_invalid_and_unsure_rows(tmp_path):
+    run = make_label_run(tmp_path / "label", toy_rows(40), invalid=2)
+    all_rows = read_data(TrainConfig(data=str(run)))
+    assert len(all_rows.texts) == 40 and all_rows.dropped_invalid == 2 and all_rows.teacher == "fake-teacher"
+    assert all(abs(sum(s) - 1) < 1e-9 for s in all_rows.soft)
+    assert all(s[t] > 0.5 for s, t in zip(all_rows.soft, all_rows.targets))  # probabilities line up with labels
+    sure = read_data(TrainConfig(data=str(run), min_confidence=0.75))
+    assert 0 < sure.dropped_low_confidence < 40 and len(sure.texts) == 40 - sure.dropped_low_confidence
+    hard = read_data(TrainConfig(data=str(make_label_run(tmp_path / "hard", toy_rows(20), probs=False))))
+    assert hard.soft is None
+
+
+def test_split_is_stratified_and_seeded(tmp_path):
+    run = make_label_run(tmp_path / "label", toy_rows(30) + [{"text": f"meh {i}", "label": "negative"} for i in range(70)])
+    data = read_data(TrainConfig(data=str(run)))
+    tr, va = split_rows(data, TrainConfig(data=str(run)), "x")
+    assert len(va) == 15 and not set(tr) & set(va)
+    share = sum(data.targets[i] == 1 for i in va) / len(va)
+    assert abs(share - 15 / 100) < 0.07  # positives are 15% of the data and of the validation split
+    assert split_rows(data, TrainConfig(data=str(run)), "x") == (tr, va)
+    assert split_rows(data, TrainConfig(data=str(run), seed=1), "x") != (tr, va)
+
+
+def _fail(args: list[str]) -> str:
+    result = CliRunner().invoke(app, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_bert_dir):
+    out = ["--out", str(tmp_path / "o"), "--student", str(tiny_bert_dir)]
+    unfinished = tmp_path / "unfinished"
+    start_run(unfinished, "label", {"labels": LABELS})
+    assert "not a finished label run (no manifest.json)" in _fail([str(unfinished), *out])
+
+    one_class = make_label_run(tmp_path / "one", [r for r in toy_rows(40) if r["label"] == "positive"])
+    assert "have the label 'positive'; a classifier needs at least two labels" in _fail([str(one_class), *out])
+
+    few = make_label_run(tmp_path / "few", toy_rows(8))
+    assert "8 usable rows are too few for a validation split" in _fail([str(few), *out])
+    assert "needs at least 14 rows" in _fail([str(few), *out])
+
+    run = make_label_run(tmp_path / "ok", toy_rows(40))
+    gold = write_csv(tmp_path / "gold.csv", [{"text": "x", "label": "neutral"}, {"text": "y", "label": "meh"}])
+    assert "labels ['meh', 'neutral'] are not in the label set" in _fail([str(run), *out, "--gold", str(gold)])
+
+    human = write_csv(tmp_path / "human.csv", toy_rows(40))
+    assert "--min-confidence needs the teacher's probabilities" in _fail([str(human), *out, "--min-confidence", "0.8"])
+    assert "--precision bf16 needs a CUDA GPU" in _fail([str(run), *out, "--precision", "bf16"])
+    assert "loss" in _fail([str(run), *out, "--loss", "mse"])  # pydantic names the key
+
+
+def test_bad_students_say_what_works(tmp_path):
+    run = make_label_run(tmp_path / "ok", toy_rows(40))
+    base = [str(run), "--out", str(tmp_path / "o"), "--student"]
+    assert "no such folder" in _fail([*base, str(tmp_path / "nope" / "model")])
+    (tmp_path / "empty").mkdir()
+    assert "not a model folder (no config.json)" in _fail([*base, str(tmp_path / "empty")])
+    # HF_HUB_OFFLINE=1 (conftest): a hub id cannot load, and the message points at what works offline
+    assert "`--student minilm`" in _fail([*base, "someone/some-model"])
+
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "vit")
+    assert "no sequence-classification head" in _fail([*base, str(tmp_path / "vit")])
