@@ -220,30 +220,38 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[st
     finally:
         await teacher.close()
 
-    records, counts = [], Counter()
-    for i, (text, asked) in enumerate(zip(texts, rows)):
-        answer = answers.get(keys[asked])
-        if answer is None:
-            source = "skipped" if teacher.tally.stopped_by_budget else "error"
-            rec = {"row": i, "text": text, "label": None, "probs": None, "confidence": None, "source": source, "raw": None}
-        else:
-            parsed = P.parse_answer(answer, task.labels, baseline)
-            conf = max(parsed.probs.values()) if parsed.probs else None
-            raw = None if parsed.label else (answer.get("text") if answer.get("text") is not None else json.dumps(answer.get("top")))
-            rec = {
-                "row": i, "text": text, "label": parsed.label, "probs": parsed.probs,
-                "confidence": None if conf is None else round(conf, 6), "source": parsed.source, "raw": raw,
-            }
-        counts[rec["source"]] += 1
-        records.append(rec)
+    records = [_record(i, text, answers.get(keys[asked]), task, baseline, teacher.tally.stopped_by_budget)
+               for i, (text, asked) in enumerate(zip(texts, rows))]
+    metrics = _metrics(records, cfg, teacher, price, endpoint, len(requests), cached, truncated, json_mode, baseline)
+    return {"records": records, "metrics": metrics}
 
+
+def _record(i: int, text: str, answer: dict[str, Any] | None, task: P.Task, baseline, stopped_by_budget: bool) -> dict:
+    """One labels.jsonl line. Rows without an answer are kept, marked, never guessed."""
+    if answer is None:
+        source = "skipped" if stopped_by_budget else "error"
+        return {"row": i, "text": text, "label": None, "probs": None, "confidence": None, "source": source, "raw": None}
+    parsed = P.parse_answer(answer, task.labels, baseline)
+    conf = max(parsed.probs.values()) if parsed.probs else None
+    raw = None
+    if parsed.label is None:
+        raw = answer.get("text") if answer.get("text") is not None else json.dumps(answer.get("top"))
+    return {
+        "row": i, "text": text, "label": parsed.label, "probs": parsed.probs,
+        "confidence": None if conf is None else round(conf, 6), "source": parsed.source, "raw": raw,
+    }
+
+
+def _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline) -> dict[str, Any]:
+    counts = Counter(r["source"] for r in records)
     labeled = [r for r in records if r["label"] is not None]
     confident = [r for r in labeled if r["confidence"] is not None]
+    low = sum(r["confidence"] < cfg.low_confidence for r in confident)
     tally = teacher.tally
-    metrics = {
+    return {
         "rows": len(records),
-        "unique_texts": len(requests),
-        "duplicates": len(records) - len(requests),
+        "unique_texts": unique,
+        "duplicates": len(records) - unique,
         "labeled": len(labeled),
         "invalid": counts["invalid"],
         "errors": counts["error"],
@@ -263,13 +271,11 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[st
         "calibrated": baseline is not None,
         "calibration_baseline": baseline,
         "label_distribution": dict(Counter(r["label"] for r in labeled).most_common()),
-        "low_confidence": sum(r["confidence"] < cfg.low_confidence for r in confident),
-        "low_confidence_share": round(sum(r["confidence"] < cfg.low_confidence for r in confident) / len(confident), 4)
-        if confident else None,
+        "low_confidence": low,
+        "low_confidence_share": round(low / len(confident), 4) if confident else None,
         "teacher": endpoint.model,
         "endpoint": endpoint.kind,
     }
-    return {"records": records, "metrics": metrics}
 
 
 async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> None:
