@@ -194,6 +194,79 @@ def train_cmd(
 # --- export / predict --------------------------------------------------------------------------------
 
 
+@app.command("export")
+@handle_errors
+def export_cmd(
+    model: Path = typer.Argument(..., help="A finished train run folder (with model/ and val.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Export run folder to write."),
+    onnx: bool = typer.Option(True, "--onnx", help="Export to ONNX (the only format for now)."),
+    quantize: Optional[str] = typer.Option(None, help="int8 (default) or none; fp32 model.onnx is always kept."),
+    target: Optional[str] = typer.Option(None, help="int8 preset: avx2 (default), avx512 or arm64 (phones)."),
+    with_tokenizer: bool = typer.Option(False, "--with-tokenizer", help="Also write model.with_tokenizer.onnx (text in)."),
+    ort: bool = typer.Option(False, "--ort", help="Also write .ort files + operator config for onnxruntime mobile."),
+    optimize: Optional[bool] = typer.Option(None, "--optimize/--no-optimize", help="Try ORT transformer fusions; kept only if faster."),
+    atol: Optional[float] = typer.Option(None, help="Max |logit difference| ONNX fp32 vs PyTorch (default 1e-4)."),
+    max_accuracy_drop: Optional[float] = typer.Option(None, help="Max int8 accuracy loss in points (default 1)."),
+    opset: Optional[int] = typer.Option(None, help="ONNX opset (default: the exporter's choice)."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per text (default: the train run's max_length)."),
+    latency_texts: Optional[int] = typer.Option(None, help="Texts timed per engine (default 64)."),
+    threads: Optional[int] = typer.Option(None, help="Threads for every engine in the timings (default: torch's)."),
+) -> None:
+    """Export a trained student to ONNX, quantize it, verify it (parity, accuracy, speed) and describe it."""
+    from distill.config import ExportConfig, build
+
+    flags = overrides(
+        model=str(model), quantize=quantize, target=target, optimize=optimize, atol=atol, opset=opset,
+        max_accuracy_drop=max_accuracy_drop, max_length=max_length, latency_texts=latency_texts, threads=threads,
+    )  # fmt: skip
+    flags.update({k: True for k, v in (("with_tokenizer", with_tokenizer), ("ort", ort)) if v})
+    cfg = build(ExportConfig, flags, "export settings")
+    from distill.export import export
+
+    m = export(cfg, out)
+    lat, tput = m["latency_ms_batch1"], m["items_per_second_batch32"]
+    typer.echo(f"parity: max |logit diff| ONNX fp32 vs PyTorch {m['max_abs_diff']:.1e} (atol {cfg.atol:g})")
+    if "val_accuracy_int8" in m:
+        typer.echo(
+            f"accuracy on {m['val_rows_scored']} validation rows: PyTorch {100 * m['val_accuracy_torch']:.1f}%, "
+            f"int8 {100 * m['val_accuracy_int8']:.1f}%"
+        )
+    for name in lat:
+        typer.echo(f"{name:>10}: {lat[name]:7.2f} ms/text at batch 1, {tput[name]:7.0f} texts/s at batch 32")
+    typer.echo(f"wrote {out} (README.md tells an app how to call the model)")
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    export_dir: Path = typer.Argument(..., help="A finished export run folder."),
+    text: Optional[list[str]] = typer.Option(None, "--text", "-t", help="A text to label; repeat for more."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help=".txt (a text per line), .jsonl or .csv (text column)."),
+    model: Optional[str] = typer.Option(None, help="Model file in the folder (default: labels.json's default_model)."),
+    batch_size: int = typer.Option(32, min=1, help="Texts per model call."),
+) -> None:
+    """Label texts with an exported model: JSON lines of text, label, probs, truncated. No torch needed."""
+    import json
+
+    from distill.errors import BadInput
+    from distill.runs import is_finished
+    from distill.runtime import Predictor, read_texts
+
+    if (text is None) == (input is None):
+        raise BadInput("give texts with --text \"...\" (repeatable) or a file with --input FILE, not both or neither")
+    if not is_finished(export_dir) and (export_dir / "labels.json").is_file():
+        raise BadInput(f"{export_dir}: the export did not finish (no manifest.json); run `distill export` again")
+    texts = list(text) if text is not None else read_texts(input)
+    predictor = Predictor(export_dir, model=model)
+    rows = predictor.predict(texts, batch_size=batch_size)  # checks every text before printing any
+    for row in rows:
+        row["probs"] = {k: round(v, 6) for k, v in row["probs"].items()}
+        typer.echo(json.dumps(row, ensure_ascii=False))
+    cut = sum(r["truncated"] for r in rows)
+    if cut:
+        typer.echo(f"note: {cut} text(s) were over {predictor.max_length} tokens and were truncated", err=True)
+
+
 # --- run / report ------------------------------------------------------------------------------------
 
 

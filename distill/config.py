@@ -110,7 +110,9 @@ class ExportConfig(_Config):
     atol: float = Field(1e-4, gt=0)
     max_accuracy_drop: float = Field(1.0, ge=0)  # points of accuracy
     opset: int | None = None
-    latency_texts: int = Field(64, ge=1)
+    max_length: int | None = Field(None, ge=8)  # None: the train run's max_length
+    latency_texts: int = Field(64, ge=1)  # texts timed per engine (cycled when the validation split is smaller)
+    threads: int | None = Field(None, ge=1)  # for every engine in the timings; None: torch's default
 
 
 class PipelineConfig(_Config):

@@ -66,3 +66,60 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
         word = rng.choice(POSITIVE_WORDS if positive else NEGATIVE_WORDS)
         rows.append({"text": f"{rng.choice(FILLERS)} {word}", "label": "positive" if positive else "negative"})
     return rows
+
+
+def make_train_run(out: Path, model_dir: Path, val: list[dict], max_length: int = 32) -> Path:
+    """A finished train run folder as distill/train.py writes it (model/, val.jsonl, manifest), from a model
+    folder saved with save_pretrained: lets the export tests run without training."""
+    import json
+    import shutil
+
+    from distill.config import TrainConfig
+    from distill.runs import finish_run, start_run
+
+    settings = TrainConfig(data="fixture", student=str(model_dir), max_length=max_length).resolved()
+    start_run(out, "train", settings)
+    shutil.copytree(model_dir, out / "model", dirs_exist_ok=True)
+    with open(out / "val.jsonl", "w", encoding="utf-8") as f:
+        for r in val:
+            f.write(json.dumps(r) + "\n")
+    finish_run(out, "train", settings, {"labels": ["negative", "positive"], "val_rows": len(val)}, "# fixture\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a random 2-class head (negative, positive) and the tokenizer, saved as safetensors."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("tiny-classifier")
+    labels = ["negative", "positive"]
+    model = BertForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)}
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_train_run(tiny_classifier_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished train run of the tiny classifier; its val.jsonl holds 40 toy rows, max_length 32."""
+    return make_train_run(tmp_path_factory.mktemp("train-run"), tiny_classifier_dir, toy_rows(40, seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_train_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`distill export --onnx --with-tokenizer --ort` of the tiny train run, through the CLI, once per session."""
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    out = tmp_path_factory.mktemp("export") / "run"
+    args = ["export", str(tiny_train_run), "--onnx", "--out", str(out), "--with-tokenizer", "--ort",
+            "--latency-texts", "8", "--threads", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out

@@ -1,0 +1,286 @@
+"""The export stage: a finished train run -> one verified, quantized ONNX folder that an app ships.
+
+    distill export artifacts/x/train --onnx --out artifacts/x/export [--quantize int8|none]
+        [--target avx2|avx512|arm64] [--with-tokenizer] [--ort]
+
+Steps: optimum-onnx export (dynamic batch and sequence axes) -> ONNX Runtime's transformer fusions, kept only
+when they make the shipped model faster here -> int8 dynamic quantization with the target's preset (fp32 kept
+beside it) -> verification (distill/verify.py: parity with PyTorch, int8 accuracy, timings, sizes) -> optional
+tokenizer-in-graph model and ORT-format files (distill/export_extras.py) -> the README card for app developers.
+A verification failure is an error: the folder then has no manifest and `distill predict` refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from distill.config import ExportConfig
+from distill.errors import BadInput, DistillError
+from distill.runs import finish_run, read_json, require_finished, start_run, write_json
+from distill.runtime import LABELS_FILE
+
+# What a tokenizer may be made of; whichever of these the model folder has travels with the model.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model",
+)  # fmt: skip
+# --target -> optimum's dynamic-quantization preset. avx512 means AVX-512 VNNI, today's server CPUs; avx2
+# keeps uint8 weights because AVX2 kernels without VNNI saturate with int8 weights.
+PRESETS = {"avx2": "avx2", "avx512": "avx512_vnni", "arm64": "arm64"}
+# The optimized graph must beat the plain one by this factor at batch 1 and batch 32 to be kept: timings
+# on a shared machine wobble by a few percent, and the plain graph is the more portable file.
+OPTIMIZE_MARGIN = 0.9
+
+
+@dataclass
+class TrainRun:
+    dir: Path
+    model_dir: Path
+    model_type: str
+    architecture: str
+    labels: list[str]
+    max_length: int
+    val: list[dict[str, str]]
+
+
+def load_train_run(path: str | Path | None, max_length: int | None = None) -> TrainRun:
+    """A finished train run with a model, label names and a validation split, or a BadInput saying what's missing."""
+    if not path:
+        raise BadInput("no train run given: `distill export TRAIN_RUN_DIR --onnx --out DIR`")
+    run = Path(path)
+    require_finished(run, "train")
+    model_dir = run / "model"
+    if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
+        raise BadInput(f"{model_dir}: no finished model (config.json + *.safetensors); run `distill train` again")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise BadInput(f"{model_dir}: no tokenizer.json; the export needs a fast (tokenizers) tokenizer")
+    mc = read_json(model_dir / "config.json")
+    id2label = mc.get("id2label") or {}
+    labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+    if len(labels) < 2 or any(lab is None for lab in labels):
+        raise BadInput(f"{model_dir}/config.json: id2label must name every class 0..n-1 (got {id2label})")
+    settings = read_json(run / "config.json").get("settings", {}) if (run / "config.json").is_file() else {}
+    max_length = max_length or settings.get("max_length") or 128
+    limit = mc.get("max_position_embeddings")
+    if limit and max_length > limit:
+        raise BadInput(f"max_length {max_length} is over the model's {limit} positions; pass --max-length {limit} or less")
+    val_path = run / "val.jsonl"
+    if not val_path.is_file():
+        raise BadInput(f"{val_path}: missing; the export checks int8 accuracy on the train run's validation split")
+    val = [json.loads(line) for line in val_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    val = [r for r in val if isinstance(r.get("text"), str) and r["text"].strip()]
+    if not val:
+        raise BadInput(f"{val_path}: no rows with text; the export needs validation texts to verify the model")
+    arch = (mc.get("architectures") or ["?"])[0]
+    return TrainRun(run, model_dir, str(mc.get("model_type", "?")), arch, labels, int(max_length), val)
+
+
+def check_architecture(train: TrainRun) -> None:
+    """Refuse, by name, an architecture optimum-onnx cannot export for text classification."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the configs the TasksManager lists)
+    from optimum.exporters.tasks import TasksManager
+
+    supported = TasksManager.get_supported_model_type_for_task("text-classification", exporter="onnx")
+    if train.model_type not in supported and train.model_type.replace("_", "-") not in supported:
+        raise BadInput(
+            f"{train.architecture} (model_type {train.model_type!r}) cannot be exported to ONNX for text "
+            f"classification; supported model types: {', '.join(sorted(supported))}"
+        )
+
+
+def export_onnx(model_dir: Path, work: Path, opset: int | None) -> Path:
+    """optimum-onnx export with dynamic batch and sequence axes; our own checks replace its validation."""
+    from optimum.exporters.onnx import main_export
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings are about constants it correctly folds
+        main_export(
+            str(model_dir), output=work, task="text-classification", opset=opset, do_validation=False,
+            local_files_only=True, library_name="transformers",
+        )  # fmt: skip
+    return work / "model.onnx"
+
+
+def optimize_graph(src: Path, dst: Path, model_type: str) -> str | None:
+    """ONNX Runtime's offline transformer fusions; returns why they were not applied, or None."""
+    from onnxruntime.transformers.optimizer import optimize_model
+    from optimum.onnxruntime.utils import ORTConfigManager
+
+    try:
+        ort_type = ORTConfigManager.get_model_ort_type(model_type)
+    except KeyError:
+        return f"onnxruntime has no transformer fusions for {model_type!r}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = optimize_model(str(src), model_type=ort_type, num_heads=0, hidden_size=0)  # 0: read from the graph
+    if not any(model.get_fused_operator_statistics().values()):
+        return "no subgraph matched a fusion pattern"
+    model.save_model_to_file(str(dst))
+    return None
+
+
+def quantize(src: Path, dst: Path, target: str) -> None:
+    """int8 dynamic quantization with optimum's preset for the target (embeddings included, via Gather)."""
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    if target not in PRESETS:
+        raise BadInput(f"--target {target!r} is unknown; use one of {', '.join(PRESETS)}")
+    preset = getattr(AutoQuantizationConfig, PRESETS[target])(is_static=False, per_channel=False)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # it suggests "pre-processing", which is for static quantization
+    try:
+        quantize_dynamic(
+            src, dst,
+            op_types_to_quantize=[str(getattr(op, "value", op)) for op in preset.operators_to_quantize],
+            per_channel=preset.per_channel, reduce_range=preset.reduce_range, weight_type=preset.weights_dtype,
+            # DefaultTensorType: shape inference cannot type the outputs of fused (com.microsoft) nodes.
+            extra_options={"WeightSymmetric": preset.weights_symmetric, "ActivationSymmetric": preset.activations_symmetric,
+                           "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )  # fmt: skip
+    finally:
+        root.level = level
+
+
+def write_tokenizer(train: TrainRun, out: Path) -> int:
+    """Copy the tokenizer files, with max_length truncation and pad-to-longest baked into tokenizer.json."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    for name in TOKENIZER_FILES:
+        if (train.model_dir / name).is_file():
+            shutil.copy2(train.model_dir / name, out / name)
+    pad_id = AutoTokenizer.from_pretrained(train.model_dir).pad_token_id or 0
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tok.enable_truncation(train.max_length)
+    tok.enable_padding(pad_id=pad_id, pad_token=tok.id_to_token(pad_id) or "[PAD]")
+    tok.save(str(out / "tokenizer.json"))
+    return pad_id
+
+
+def tensor_specs(model_path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """{name: {dtype, shape}} for the graph's inputs and outputs, as the README and labels.json state them."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+
+    def spec(v: Any) -> dict:
+        t = v.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        return {"dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
+
+    return {v.name: spec(v) for v in graph.input}, {v.name: spec(v) for v in graph.output}
+
+
+def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_id: int) -> dict[str, Any]:
+    """model.onnx (+ model.int8.onnx) in `out`, with the graph optimization that wins; returns what was decided."""
+    from distill.runtime import load_tokenizer
+    from distill.verify import time_graph
+
+    plain = export_onnx(train.model_dir, work / "plain", cfg.opset)
+    candidates = {"plain": plain}
+    why_not = "disabled (--no-optimize)"
+    if cfg.optimize:
+        why_not = optimize_graph(plain, work / "optimized.onnx", train.model_type)
+        if why_not is None:
+            candidates["optimized"] = work / "optimized.onnx"
+    int8 = {}
+    if cfg.quantize == "int8":
+        for name, path in candidates.items():
+            int8[name] = work / f"{name}.int8.onnx"
+            quantize(path, int8[name], cfg.target)
+    decision: dict[str, Any] = {"kept": "plain", "reason": why_not}
+    if "optimized" in candidates:
+        shipped = int8 or candidates  # judge the file that apps load by default
+        texts, tok = [r["text"] for r in train.val], load_tokenizer(out, train.max_length, pad_id)
+        t = {name: time_graph(path, tok, texts, cfg.latency_texts, cfg.threads) for name, path in shipped.items()}
+        wins = all(t["optimized"][k] <= OPTIMIZE_MARGIN * t["plain"][k] for k in t["plain"])
+        decision = {
+            "kept": "optimized" if wins else "plain",
+            "reason": "faster at batch 1 and 32" if wins else f"not {100 * (1 - OPTIMIZE_MARGIN):.0f}% faster",
+            "ms_per_item": t,
+        }
+    shutil.copy2(candidates[decision["kept"]], out / "model.onnx")
+    if int8:
+        shutil.copy2(int8[decision["kept"]], out / "model.int8.onnx")
+    return decision
+
+
+def write_labels_json(cfg: ExportConfig, train: TrainRun, out: Path, pad_id: int, decision: dict) -> dict:
+    inputs, outputs = tensor_specs(out / "model.onnx")
+    meta = {
+        "labels": train.labels,
+        "max_length": train.max_length,
+        "default_model": "model.int8.onnx" if cfg.quantize == "int8" else "model.onnx",
+        "inputs": list(inputs),
+        "outputs": list(outputs),
+        "tensors": {**inputs, **outputs},
+        "pad_token_id": pad_id,
+        "model_type": train.model_type,
+        "architecture": train.architecture,
+        "graph_optimized": decision["kept"] == "optimized",
+        "quantization": {"type": cfg.quantize, "target": cfg.target if cfg.quantize == "int8" else None},
+    }
+    write_json(out / LABELS_FILE, meta)
+    return meta
+
+
+@contextmanager
+def step(what: str, key: str, seconds: dict[str, float]) -> Iterator[None]:
+    """A progress line on stderr (an export takes a minute or two) and the step's time in metrics."""
+    sys.stderr.write(f"export: {what}...\n")
+    t = time.perf_counter()
+    yield
+    seconds[key] = round(time.perf_counter() - t, 2)
+
+
+def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
+    """Export, verify and describe; returns metrics. Raises ParityError / DistillError when a check fails."""
+    from distill import export_extras, verify
+    from distill.export_card import card
+
+    train = load_train_run(cfg.model, cfg.max_length)
+    check_architecture(train)
+    settings = cfg.resolved()
+    out = start_run(Path(out), "export", settings)
+    work = out / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    metrics: dict[str, Any] = {"labels": train.labels, "max_length": train.max_length, "val_rows": len(train.val)}
+    seconds = metrics["seconds"] = {}
+    try:
+        with step("export to ONNX, optimize, quantize", "build", seconds):
+            pad_id = write_tokenizer(train, out)
+            decision = build_models(cfg, train, out, work, pad_id)
+            meta = write_labels_json(cfg, train, out, pad_id, decision)
+        metrics["graph_optimization"] = decision
+        with step("verify: parity, accuracy, speed", "verify", seconds):
+            verify.verify(cfg, train, out, metrics)  # fills metrics as it goes, raises on a failed check
+        if cfg.with_tokenizer:
+            with step("tokenizer-in-graph model", "with_tokenizer", seconds):
+                export_extras.tokenizer_in_graph(cfg, train, out, metrics)
+        if cfg.ort:
+            with step("ORT format", "ort", seconds):
+                export_extras.ort_format(cfg, train, out, metrics)
+    except DistillError as e:
+        metrics["failed"] = str(e)
+        write_json(out / "metrics.json", metrics)  # what was measured up to the failure, for the post-mortem
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    meta["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".ort", ".config"))
+    write_json(out / LABELS_FILE, meta)
+    finish_run(out, "export", settings, metrics, card(meta, metrics, train.dir))
+    return metrics

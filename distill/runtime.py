@@ -1,0 +1,193 @@
+"""The onnxruntime-only predictor: what an edge service embeds to run an export folder.
+
+    from distill.runtime import Predictor
+    Predictor("artifacts/x/export").predict(["the soup was cold"])
+    # -> [{"text": ..., "label": "negative", "probs": {"negative": 0.93, ...}, "truncated": False}]
+
+Imports onnxruntime, numpy and `tokenizers` only: never torch or transformers (a test holds it to that),
+so `pip install onnxruntime tokenizers numpy` plus this one file is enough to serve the model. A
+tokenizer-in-graph model (`model.with_tokenizer.onnx`) needs onnxruntime and the onnxruntime-extensions
+shared library, found on disk without importing the package (its __init__ imports torch).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from distill.errors import BadInput
+
+LABELS_FILE = "labels.json"
+
+
+def extensions_library() -> str:
+    """Path of the onnxruntime-extensions custom-op library, without running the package's __init__."""
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput(
+            "this model has its tokenizer inside the graph and needs onnxruntime-extensions: "
+            "`pip install onnxruntime-extensions`, or use model.int8.onnx / model.onnx with tokenizer.json"
+        )
+    for folder in spec.submodule_search_locations:
+        libs = sorted(Path(folder).glob("_extensions_pydll*"))
+        if libs:
+            return str(libs[0])
+    raise BadInput(f"onnxruntime-extensions is installed in {spec.submodule_search_locations} but has no custom-op library")
+
+
+def session(path: Path, threads: int | None = None, custom_ops: bool = False) -> Any:
+    """An onnxruntime CPU session; `threads` pins intra-op threads so timings compare across engines."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if custom_ops:
+        opts.register_custom_ops_library(extensions_library())
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check_texts(texts: Iterable[Any]) -> list[str]:
+    """Texts as a list of non-empty strings; an empty one is the caller's mistake, named by position."""
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise BadInput(f"text #{i + 1} is a {type(t).__name__}, not a string")
+        if not t.strip():
+            raise BadInput(f"text #{i + 1} is empty; give each text some words (blank lines in a .txt input are skipped)")
+        out.append(t)
+    return out
+
+
+def load_tokenizer(run_dir: Path, max_length: int, pad_id: int) -> Any:
+    """The export's tokenizer.json, cutting at max_length and padding to the longest text of a batch."""
+    from tokenizers import Tokenizer
+
+    path = Path(run_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise BadInput(f"{path}: missing; the export folder must hold the tokenizer it was exported with")
+    tok = Tokenizer.from_file(str(path))
+    # The export bakes these in; set them again so a hand-edited tokenizer.json cannot change the inputs.
+    tok.enable_truncation(max_length)
+    tok.enable_padding(pad_id=pad_id, pad_token=tok.id_to_token(pad_id) or "[PAD]")
+    return tok
+
+
+def encode(tokenizer: Any, texts: list[str], input_names: list[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
+    """Feeds for the graph's inputs (int64 [batch, longest]) and, per text, whether it was truncated."""
+    encs = tokenizer.encode_batch(texts)
+    columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    unknown = [n for n in input_names if n not in columns]
+    if unknown:
+        raise BadInput(f"the model has inputs {unknown} that a text tokenizer does not produce")
+    feeds = {n: np.asarray([getattr(e, columns[n]) for e in encs], dtype=np.int64) for n in input_names}
+    return feeds, [bool(e.overflowing) for e in encs]
+
+
+class Predictor:
+    """Label texts with an export folder's model. `model` picks a file in the folder; default per labels.json."""
+
+    def __init__(self, run_dir: str | Path, model: str | None = None, threads: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        meta_path = self.run_dir / LABELS_FILE
+        if not meta_path.is_file():
+            raise BadInput(
+                f"{self.run_dir}: no {LABELS_FILE}, so not a finished export run. "
+                "Run `distill export TRAIN_RUN --onnx --out DIR` and pass DIR."
+            )
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.labels: list[str] = list(self.meta["labels"])
+        self.max_length: int = int(self.meta["max_length"])
+        self.model_file = model or self.meta["default_model"]
+        path = self.run_dir / self.model_file
+        if not path.is_file():
+            have = sorted(p.name for p in self.run_dir.iterdir() if p.suffix in (".onnx", ".ort"))
+            raise BadInput(f"{path}: no such model file; this export has {have}")
+        self.tokenizer_in_graph = "with_tokenizer" in self.model_file
+        self.session = session(path, threads, custom_ops=self.tokenizer_in_graph)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        pad_id = int(self.meta.get("pad_token_id", 0))
+        self.tokenizer = None if self.tokenizer_in_graph else load_tokenizer(self.run_dir, self.max_length, pad_id)
+
+    def encode(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """Model inputs (int64 [batch, longest]) for a batch, and whether each text was cut at max_length."""
+        if self.tokenizer is None:
+            raise BadInput(f"{self.model_file} takes raw text: call predict(), not encode()")
+        return encode(self.tokenizer, texts, self.input_names)
+
+    def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], feeds)[0]
+
+    def probabilities(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        """[len(texts), num_labels] probabilities and the truncation flags, for one batch."""
+        if not self.tokenizer_in_graph:
+            feeds, truncated = self.encode(texts)
+            return softmax(self.logits(feeds).astype(np.float64)), truncated
+        # The tokenizer op takes ONE string per call (two strings would be joined into one sequence), and the
+        # graph's input is fixed to shape [1] so onnxruntime refuses more: loop.
+        probs, truncated = [], []
+        for t in texts:
+            p, cut = self.session.run(["probabilities", "truncated"], {"text": np.array([t], dtype=object)})
+            probs.append(p[0])
+            truncated.append(bool(cut[0]))
+        return np.asarray(probs, dtype=np.float64), truncated
+
+    def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[dict[str, Any]]:
+        texts = check_texts(texts)
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            probs, truncated = self.probabilities(chunk)
+            for text, p, cut in zip(chunk, probs, truncated):
+                out.append(
+                    {
+                        "text": text,
+                        "label": self.labels[int(p.argmax())],
+                        "probs": {lab: float(v) for lab, v in zip(self.labels, p)},
+                        "truncated": cut,
+                    }
+                )
+        return out
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """Texts from a .txt (one per line, blank lines skipped), .jsonl ({"text": ...}) or .csv (a `text` column)."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: no such file; pass a .txt, .jsonl or .csv file of texts")
+    suffix = p.suffix.lower()
+    raw = p.read_text(encoding="utf-8-sig")
+    if suffix == ".txt":
+        return [ln for ln in raw.splitlines() if ln.strip()]
+    if suffix == ".jsonl":
+        texts = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{p}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict) or "text" not in row:
+                raise BadInput(f"{p}:{n}: each line must be an object with a \"text\" field")
+            texts.append(row["text"])
+        return texts
+    if suffix == ".csv":
+        rows = list(csv.DictReader(raw.splitlines()))
+        if rows and "text" not in rows[0]:
+            raise BadInput(f"{p}: no `text` column (columns: {list(rows[0])})")
+        return [r["text"] for r in rows]
+    raise BadInput(f"{p}: unsupported file type {suffix!r}; use .txt, .jsonl or .csv")

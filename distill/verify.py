@@ -1,0 +1,221 @@
+"""Verification of an export, which is part of the export and not optional (distill/export.py calls it).
+
+- parity: the exported tokenizer.json + model.onnx against the training tokenizer + PyTorch model on the train
+  run's validation texts, at several batch sizes and lengths; token ids must be identical and the largest
+  logit difference within --atol, else ParityError.
+- accuracy: PyTorch, ONNX fp32 and ONNX int8 on the validation split; an int8 drop over --max-accuracy-drop
+  points is an error naming both accuracies.
+- speed and size: per-item latency at batch 1 and throughput at batch 32 for each engine, in this process,
+  on the same pre-tokenized texts with the same thread count (tokenization is not timed), and file sizes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from itertools import cycle, islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from distill.errors import DistillError, ParityError
+from distill.runtime import Predictor
+
+if TYPE_CHECKING:
+    from distill.config import ExportConfig
+    from distill.export import TrainRun
+
+Feeds = dict[str, np.ndarray]
+PARITY_BATCHES = (1, 8, 32)
+TIMING_ROUNDS = 3  # throughput is the best of this many passes: the machine is shared, interference only slows
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def long_texts(texts: list[str], n: int) -> list[str]:
+    """n texts made by joining validation texts until each is far over any max_length (truncation is exercised)."""
+    base = " ".join(texts)
+    while len(base.split()) < 600:
+        base = f"{base} {base}"
+    words = base.split()
+    return [" ".join(words[i:] + words[:i]) for i in range(n)]
+
+
+def timing_feeds(encode: Callable[[list[str]], tuple[Feeds, list[bool]]], texts: list[str], n: int) -> tuple[list[Feeds], list[Feeds]]:
+    """The same n texts (validation texts, cycled) as batch-1 inputs and as batch-32 inputs."""
+    sample = list(islice(cycle(texts), n))
+    return [encode([t])[0] for t in sample], [encode(b)[0] for b in chunks(sample, 32)]
+
+
+def time_engine(run: Callable[[Feeds], Any], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, float]:
+    """Median ms per item at batch 1; items per second at batch 32 (best of TIMING_ROUNDS passes)."""
+    for f in feeds1[:2] + feeds32[:1]:
+        run(f)  # warm-up: first runs allocate and pick kernels
+    ms = []
+    for f in feeds1:
+        t = time.perf_counter()
+        run(f)
+        ms.append(1000 * (time.perf_counter() - t))
+    items = sum(len(next(iter(f.values()))) for f in feeds32)
+    best = float("inf")
+    for _ in range(TIMING_ROUNDS):
+        t = time.perf_counter()
+        for f in feeds32:
+            run(f)
+        best = min(best, time.perf_counter() - t)
+    return {"latency_ms_batch1": statistics.median(ms), "items_per_second_batch32": items / best}
+
+
+def time_graph(path: Path, tokenizer: Any, texts: list[str], n: int, threads: int | None) -> dict[str, float]:
+    """ms per item at batch 1 and 32 for one ONNX file: how export.py picks between graph variants."""
+    from distill.runtime import encode, session
+
+    sess = session(path, threads)
+    names = [i.name for i in sess.get_inputs()]
+    feeds1, feeds32 = timing_feeds(lambda b: encode(tokenizer, b, names), texts, n)
+    t = time_engine(lambda f: sess.run(["logits"], f), feeds1, feeds32)
+    return {"batch1": t["latency_ms_batch1"], "batch32": 1000 / t["items_per_second_batch32"]}
+
+
+class TorchReference:
+    """The train run's model and tokenizer as PyTorch runs them: the ground truth for every check."""
+
+    def __init__(self, model_dir: Path, max_length: int) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+        self.max_length = max_length
+
+    def encode(self, texts: list[str]) -> Feeds:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        return {k: v.astype(np.int64) for k, v in enc.items()}
+
+    def logits(self, feeds: Feeds) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(**{k: self.torch.from_numpy(v) for k, v in feeds.items()}).logits.float().numpy()
+
+
+def parity(ref: TorchReference, onnx: Predictor, texts: list[str], atol: float) -> dict[str, Any]:
+    """Largest |logit difference| over batches of 1, 8 and 32 short texts and of texts cut at max_length."""
+    checks = []
+    groups = [("short", texts[:b]) for b in PARITY_BATCHES] + [("long", long_texts(texts, b)) for b in (1, 8)]
+    for kind, batch in groups:
+        want = ref.encode(batch)
+        got, _ = onnx.encode(batch)
+        for name, ids in got.items():
+            if name in want and not np.array_equal(ids, want[name]):
+                row = next(i for i in range(len(batch)) if not np.array_equal(ids[i], want[name][i]))
+                raise ParityError(
+                    f"the exported tokenizer.json gives other {name} than the training tokenizer for "
+                    f"{batch[row][:80]!r}; the export cannot be trusted (tokenizers/transformers versions?)"
+                )
+        diff = float(np.abs(onnx.logits(got) - ref.logits(want)).max())
+        checks.append({"texts": kind, "batch": len(batch), "tokens": int(got["input_ids"].shape[1]), "max_abs_diff": diff})
+        if diff > atol:
+            raise ParityError(
+                f"ONNX fp32 logits differ from PyTorch by {diff:.2e} (> --atol {atol:g}) on {len(batch)} {kind} "
+                f"texts of {got['input_ids'].shape[1]} tokens; try another --opset or --no-optimize"
+            )
+    return {"max_abs_diff": max(c["max_abs_diff"] for c in checks), "parity_checks": checks}
+
+
+def predictions(logits_of: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+    return np.concatenate([logits_of(b) for b in chunks(texts, 32)]).argmax(axis=-1)
+
+
+def check_accuracy_drop(torch_acc: float, int8_acc: float, max_drop: float, target: str) -> None:
+    """Quantization may cost at most `max_drop` points of accuracy; the error says what to try instead."""
+    drop = 100 * (torch_acc - int8_acc)
+    if drop > max_drop + 1e-9:  # 100 * (0.90 - 0.89) is 1.0000000000000009
+        raise DistillError(
+            f"int8 accuracy {100 * int8_acc:.1f}% vs PyTorch {100 * torch_acc:.1f}% on the validation split: a drop "
+            f"of {drop:.1f} points, over --max-accuracy-drop {max_drop:g}. Export with --quantize none (fp32), or "
+            f"try another --target (now {target})"
+        )
+
+
+def verify(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any]) -> None:
+    """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check."""
+    ref = TorchReference(train.model_dir, train.max_length)
+    if cfg.threads:
+        ref.torch.set_num_threads(cfg.threads)
+    threads = ref.torch.get_num_threads()
+    engines = {"onnx_fp32": Predictor(out, "model.onnx", threads)}
+    if cfg.quantize == "int8":
+        engines["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
+    texts = [r["text"] for r in train.val]
+    metrics.update(parity(ref, engines["onnx_fp32"], texts, cfg.atol))
+
+    # Accuracy on the rows whose label the model knows (the train stage writes only those).
+    rows = [r for r in train.val if r.get("label") in train.labels]
+    metrics["val_rows_scored"] = len(rows)
+    gold = np.array([train.labels.index(r["label"]) for r in rows])
+    vtexts = [r["text"] for r in rows]
+    preds = {"torch": predictions(lambda b: ref.logits(ref.encode(b)), vtexts)}
+    for name, p in engines.items():
+        preds[name] = predictions(lambda b: p.logits(p.encode(b)[0]), vtexts)
+    acc = {name: float((p == gold).mean()) if len(rows) else None for name, p in preds.items()}
+    metrics["val_accuracy_torch"] = acc["torch"]
+    metrics["val_accuracy_fp32"] = acc["onnx_fp32"]
+    if "onnx_int8" in engines:
+        metrics["val_accuracy_int8"] = acc["onnx_int8"]
+        metrics["int8_agreement_with_torch"] = float((preds["onnx_int8"] == preds["torch"]).mean()) if len(rows) else None
+        if len(rows):
+            metrics["accuracy_drop_points"] = 100 * (acc["torch"] - acc["onnx_int8"])
+            check_accuracy_drop(acc["torch"], acc["onnx_int8"], cfg.max_accuracy_drop, cfg.target)
+
+    # Speed: all engines on the same pre-tokenized inputs, same threads, same process.
+    feeds1, feeds32 = timing_feeds(engines["onnx_fp32"].encode, texts, cfg.latency_texts)
+    runs: dict[str, Callable[[Feeds], Any]] = {"torch": ref.logits}
+    runs.update({name: p.logits for name, p in engines.items()})
+    timings = {name: time_engine(run, feeds1, feeds32) for name, run in runs.items()}
+    metrics["threads"] = threads
+    metrics["timed_texts"] = cfg.latency_texts
+    for key in ("latency_ms_batch1", "items_per_second_batch32"):
+        metrics[key] = {name: t[key] for name, t in timings.items()}
+    sizes = {"torch": sum(p.stat().st_size for p in train.model_dir.glob("*.safetensors")),
+             "onnx_fp32": (out / "model.onnx").stat().st_size}  # fmt: skip
+    metrics["size_bytes_torch"] = sizes["torch"]
+    metrics["size_bytes_fp32"] = sizes["onnx_fp32"]
+    if "onnx_int8" in engines:
+        sizes["onnx_int8"] = metrics["size_bytes_int8"] = (out / "model.int8.onnx").stat().st_size
+        for b, key, faster in (("batch1", "latency_ms_batch1", False), ("batch32", "items_per_second_batch32", True)):
+            t, q = metrics[key]["torch"], metrics[key]["onnx_int8"]
+            metrics[f"speedup_int8_over_torch_{b}"] = q / t if faster else t / q
+    # The same figures in the shape distill/report.py reads.
+    metrics["variants"] = {
+        short: {
+            "size_mb": sizes[name] / 1e6,
+            "ms_batch1": timings[name]["latency_ms_batch1"],
+            "ms_batch32": 1000 / timings[name]["items_per_second_batch32"],
+            "accuracy": acc[name],
+        }
+        for short, name in (("pytorch", "torch"), ("fp32", "onnx_fp32"), ("int8", "onnx_int8"))
+        if name in timings
+    }
+
+
+def one_by_one(p: Predictor, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+    pairs = [p.probabilities([t]) for t in texts]
+    return np.concatenate([probs for probs, _ in pairs]), [cut for _, flags in pairs for cut in flags]
+
+
+def agreement(a: Predictor, b: Predictor, texts: list[str], atol: float, what: str) -> float:
+    """Largest probability difference between two models of one export on the same texts; ParityError over atol.
+
+    One text per call on both sides: int8 dynamic quantization scales activations per batch, so the same text
+    padded into a batch gives slightly other numbers than alone (and the tokenizer-in-graph model takes one)."""
+    (pa, ta), (pb, tb) = one_by_one(a, texts), one_by_one(b, texts)
+    diff = float(np.abs(pa - pb).max())
+    if diff > atol or ta != tb:
+        raise ParityError(
+            f"{what}: {a.model_file} and {b.model_file} disagree on the same texts (largest probability difference "
+            f"{diff:.2e}, --atol {atol:g}; truncation flags {'equal' if ta == tb else 'differ'})"
+        )
+    return diff
