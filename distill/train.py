@@ -234,12 +234,13 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         if resume_from is None:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
     D.barrier()
-    trainer = D.DistillationTrainer(
-        model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows, processing_class=tokenizer,
-        data_collator=D.SoftLabelCollator(tokenizer), compute_metrics=D.compute_metrics_for(len(data.labels)),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
-        temperature=cfg.temperature, alpha=cfg.alpha if loss == "kd" else 0.0, weights=weights,
-    )
+    with D.quiet_transformers():  # e.g. "tokenizer has new PAD/BOS/EOS tokens" for a decoder given a pad token
+        trainer = D.DistillationTrainer(
+            model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows, processing_class=tokenizer,
+            data_collator=D.SoftLabelCollator(tokenizer), compute_metrics=D.compute_metrics_for(len(data.labels)),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
+            temperature=cfg.temperature, alpha=cfg.alpha if loss == "kd" else 0.0, weights=weights,
+        )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(D.SummaryProgress())
@@ -279,27 +280,34 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         "student": cfg.student, "teacher": data.teacher,
     }
     if gold_texts:
-        g = D.classification_metrics(gold_targets, gold_pred, len(data.labels))
-        metrics.update(gold_rows=len(gold_texts), gold_accuracy=g["accuracy"], gold_macro_f1=g["macro_f1"])
-        seen = [i for i, t in enumerate(gold_texts) if t in data.teacher_by_text]
-        if seen:  # the teacher's own answers on the gold texts it labeled (an invalid answer counts as wrong)
-            tg = D.classification_metrics([gold_targets[i] for i in seen],
-                                          [data.teacher_by_text[gold_texts[i]] for i in seen], len(data.labels))
-            metrics.update(teacher_gold_rows=len(seen), teacher_gold_accuracy=tg["accuracy"],
-                           teacher_gold_macro_f1=tg["macro_f1"])
+        metrics.update(gold_metrics(data, gold_texts, gold_targets, gold_pred))
     trainer.save_model(str(out / "model"))  # the best checkpoint (load_best_model_at_end); rank-aware
     if rank == 0:
         (out / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; model/ stays safetensors + json
         tokenizer.save_pretrained(out / "model")
-        with open(out / "val.jsonl", "w", encoding="utf-8") as f:
-            for i in val_idx:
-                f.write(json.dumps({"text": data.texts[i], "label": data.labels[data.targets[i]]}, ensure_ascii=False) + "\n")
+        with open(out / "val.jsonl", "w", encoding="utf-8") as f:  # the export stage measures int8 accuracy on it
+            f.writelines(json.dumps({"text": data.texts[i], "label": data.labels[data.targets[i]]}, ensure_ascii=False)
+                         + "\n" for i in val_idx)
         card = model_card(cfg, metrics)
         (out / "model" / "README.md").write_text(card, encoding="utf-8")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best model is in model/; checkpoints are GBs
         finish_run(out, "train", cfg.resolved(), metrics, card)
     D.barrier()
     return metrics
+
+
+def gold_metrics(data: LabeledData, texts: list[str], targets: list[int], student_pred: list[int]) -> dict:
+    """The student against the truth, and the teacher on the gold texts it labeled (invalid counts as wrong)."""
+    from distill.distillation import classification_metrics
+
+    k = len(data.labels)
+    g = classification_metrics(targets, student_pred, k)
+    m = {"gold_rows": len(texts), "gold_accuracy": g["accuracy"], "gold_macro_f1": g["macro_f1"]}
+    seen = [i for i, t in enumerate(texts) if t in data.teacher_by_text]
+    if seen:
+        tg = classification_metrics([targets[i] for i in seen], [data.teacher_by_text[texts[i]] for i in seen], k)
+        m.update(teacher_gold_rows=len(seen), teacher_gold_accuracy=tg["accuracy"], teacher_gold_macro_f1=tg["macro_f1"])
+    return m
 
 
 def _pct(x: float | None) -> str:

@@ -120,6 +120,20 @@ def test_hard_labels_from_a_csv_with_own_column_names(tmp_path, tiny_bert_dir):
         train(c.model_copy(update={"text_column": "text"}), tmp_path / "out3")
 
 
+def test_a_small_decoder_without_pad_token_trains(tmp_path, tiny_bert_dir):
+    from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2Model
+
+    student = tmp_path / "tiny-gpt2"
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir, pad_token=None, eos_token="[SEP]")
+    assert tok.pad_token is None  # like GPT-2, Llama, Qwen tokenizers
+    tok.save_pretrained(student)
+    GPT2Model(GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=64)).save_pretrained(student)
+    m = train(cfg(tmp_path, make_label_run(tmp_path / "label", toy_rows(40)), student, max_steps=2), tmp_path / "out")
+    config = AutoConfig.from_pretrained(tmp_path / "out" / "model")
+    assert m["steps"] == 2 and m["max_length"] == 64
+    assert config.architectures == ["GPT2ForSequenceClassification"] and config.pad_token_id == tok.eos_token_id
+
+
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_bert_dir, monkeypatch):
     from distill import distillation
 
