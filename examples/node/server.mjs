@@ -30,23 +30,30 @@ class HttpError extends Error {
   }
 }
 
-/** The JSON body of a request, refusing bodies over maxBytes without reading them to the end. */
+/**
+ * The JSON body of a request, refusing bodies over maxBytes. The rest of a refused body is read and
+ * dropped rather than left unread: closing a socket with unread data makes the client see a reset instead
+ * of our 413. A client that goes on sending far past the limit is cut off.
+ */
 function readJsonBody(req, maxBytes) {
   return new Promise((resolve, reject) => {
-    const tooLarge = () => new HttpError(413, `body too large: the limit is ${maxBytes} bytes (send one text per request)`);
-    const declared = Number(req.headers["content-length"]);
-    if (declared > maxBytes) return reject(tooLarge());
+    const refuse = () => {
+      req.removeAllListeners("data");
+      let dropped = 0;
+      req.on("data", (chunk) => {
+        dropped += chunk.length;
+        if (dropped > 16 * maxBytes) req.destroy();
+      });
+      req.resume();
+      reject(new HttpError(413, `body too large: the limit is ${maxBytes} bytes (send one text per request)`));
+    };
+    if (Number(req.headers["content-length"]) > maxBytes) return refuse();
     const chunks = [];
     let size = 0;
     req.on("data", (chunk) => {
       size += chunk.length;
-      if (size > maxBytes) {
-        req.removeAllListeners("data");
-        req.pause();
-        reject(tooLarge());
-      } else {
-        chunks.push(chunk);
-      }
+      if (size > maxBytes) return refuse();
+      chunks.push(chunk);
     });
     req.on("error", reject);
     req.on("end", () => {
@@ -74,9 +81,9 @@ function textOf(body) {
   return body.text;
 }
 
-function send(res, status, obj, extraHeaders = {}) {
+function send(res, status, obj) {
   const body = JSON.stringify(obj);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body), ...extraHeaders });
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
   res.end(body);
 }
 
@@ -101,10 +108,7 @@ export async function createServer({ exportDir, modelFile, threads, maxBody = 65
       const text = textOf(await readJsonBody(req, maxBody));
       return send(res, 200, await clf.predict(text));
     } catch (e) {
-      if (e instanceof HttpError) {
-        // After refusing a large body, close the connection rather than drain the rest of it.
-        return send(res, e.status, { error: e.message }, e.status === 413 ? { connection: "close" } : {});
-      }
+      if (e instanceof HttpError) return send(res, e.status, { error: e.message });
       console.error(e);
       return send(res, 500, { error: `prediction failed: ${e.message}` });
     }

@@ -18,10 +18,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
-import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,6 +134,15 @@ def export_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return _hand_made_export(run, tmp_path_factory.mktemp("export"))
 
 
+def python_ids(export: Path, texts: list[str]) -> list[list[int]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(export / "tokenizer.json"))
+    tok.enable_truncation(json.loads((export / "labels.json").read_text())["max_length"])
+    tok.no_padding()
+    return [e.ids for e in tok.encode_batch(texts)]
+
+
 def reference(export: Path, texts: list[str], model_file: str | None = None) -> list[dict]:
     """What Python's onnxruntime says for these texts: label and probabilities."""
     import numpy as np
@@ -176,19 +185,21 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             ["node", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        deadline = time.monotonic() + timeout
         self.lines: list[str] = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith(ready_word):
-                self.url = next(w for w in line.split() if w.startswith("http://")).rstrip("/")
-                host_port = self.url.split("//")[1]
-                self.host, port = host_port.rsplit(":", 1)
-                self.port = int(port)
-                return
+        watchdog = threading.Timer(timeout, self.proc.kill)  # a server that never says it listens
+        watchdog.start()
+        try:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if line.startswith(ready_word) and "http://" in line:
+                    self.url = next(w for w in line.split() if w.startswith("http://")).rstrip("/")
+                    self.host, port = self.url.removeprefix("http://").rsplit(":", 1)
+                    self.port = int(port)
+                    # Keep reading its output so a chatty server never blocks on a full pipe.
+                    threading.Thread(target=self.lines.extend, args=(self.proc.stdout,), daemon=True).start()
+                    return
+        finally:
+            watchdog.cancel()
         self.stop()
         raise AssertionError(f"node {' '.join(args)} did not start:\n{''.join(self.lines)}")
 
@@ -222,6 +233,8 @@ def test_web_page_in_chromium_matches_python(examples_ready: str, export_dir: Pa
     int8, fp32 = json.loads(out.read_text(encoding="utf-8"))
 
     assert int8["model"] == "model.int8.onnx" and fp32["model"] == "model.onnx"
+    # The JavaScript tokenizer (with our truncation) must give exactly Python's ids, whatever the model says.
+    assert int8["ids"] == python_ids(export_dir, TEXTS)
     assert int8["rows"] == len(TEXTS) and int8["answer"] == int8["results"][-1]["label"]
     # fp32 in WebAssembly matches native onnxruntime to float rounding; int8 kernels differ a little.
     assert_same(fp32["results"], reference(export_dir, TEXTS, "model.onnx"), atol=1e-5, where="browser fp32")
@@ -288,8 +301,6 @@ def test_node_service_answers_like_python(node_service: NodeProcess, export_dir:
     ],
 )
 def test_node_service_refuses_bad_input(node_service: NodeProcess, body: bytes, status: int, message: str) -> None:
-    import re
-
     got_status, answer = post(node_service, body)
     assert got_status == status and re.search(message, answer["error"]), (got_status, answer)
 

@@ -68,17 +68,26 @@ try {
     for (const [i, text] of texts.entries()) {
       await page.fill("#text", text);
       await page.click("#label");
-      await page.waitForFunction((k) => window.distill.results.length === k, i + 1, { timeout });
+      // The page either shows the answer or says in #status why it could not.
+      await page.waitForFunction(
+        (k) => window.distill.results.length === k || document.getElementById("status").dataset.state === "error",
+        i + 1,
+        { timeout },
+      );
+      if ((await page.getAttribute("#status", "data-state")) === "error") {
+        throw new Error(`${url}: text #${i + 1}: ${await page.textContent("#status")}`);
+      }
     }
-    const shown = await page.evaluate(() => ({
+    const shown = await page.evaluate((typed) => ({
       results: window.distill.results,
+      ids: typed.map((t) => window.distill.clf.encode(t).ids), // the token ids the page fed the model
       loadMs: window.distill.loadMs,
       warmupMs: window.distill.warmupMs,
       model: window.distill.clf.modelFile,
       answer: document.getElementById("answer-label").textContent,
       rows: document.querySelectorAll("#history tbody tr").length,
       userAgent: navigator.userAgent,
-    }));
+    }), texts);
     const screenshot = values.screenshots ? path.join(values.screenshots, `page-${n}.png`) : null;
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     pages.push({ url, status, ...shown, screenshot });
