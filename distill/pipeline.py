@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from distill.config import PipelineConfig, build, load_yaml
 from distill.errors import BadInput
+from distill.report_plots import duration
 from distill.runs import MANIFEST, is_finished, read_json, require_finished, settings_hash, write_json
 
 STAGES = ("label", "train", "export")
@@ -196,7 +197,8 @@ def _recorded_finish_intact(out: Path, stage: str, record: dict) -> bool:
 
 
 def _has_checkpoints(out: Path) -> bool:
-    return out.is_dir() and any(p.is_dir() for p in out.glob("**/checkpoint-*"))
+    """Train keeps its Trainer checkpoints in <run>/checkpoints/checkpoint-N until it finishes."""
+    return any(p.is_dir() for p in (out / "checkpoints").glob("checkpoint-*"))
 
 
 # --- estimates ----------------------------------------------------------------------------------------
@@ -278,14 +280,6 @@ def _student_speed(student: str) -> tuple[float, str]:
     if student.lower() in ("minilm", "all-minilm-l6-v2"):
         return MINILM_SAMPLES_PER_S, "MiniLM student"
     return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _span(lo: float, hi: float) -> str:

@@ -9,20 +9,27 @@ can be rebuilt at any time. Plots come from matplotlib (Agg, no display needed).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 from pathlib import Path
 from typing import Any
 
 from distill.errors import BadInput
+from distill.report_plots import (
+    duration,
+    plot_confidence,
+    plot_confusion,
+    plot_gold,
+    plot_label_distribution,
+    plot_size_latency,
+    plot_time,
+)
 from distill.runs import MANIFEST, is_finished, read_json
 
 STAGES = ("label", "train", "export")
 REPORT = "report.html"
-TEACHER_COLOR, STUDENT_COLOR, MUTED = "#7a5195", "#1f77b4", "#9aa0a6"
-VARIANT_COLORS = {"PyTorch": "#9aa0a6", "ONNX fp32": "#1f77b4", "ONNX int8": "#2ca02c"}
+SOURCES = {"logprobs": "scored from the teacher's token probabilities", "json": "read from a JSON answer",
+           "invalid": "with an answer that is no label", "skipped": "skipped at the budget cap", "error": "never answered"}
 
 
 # --- finding and reading the runs ---------------------------------------------------------------------
@@ -105,134 +112,6 @@ def export_numbers(m: dict[str, Any], train_run: Path | None = None, export_run:
     return rows
 
 
-# --- plots --------------------------------------------------------------------------------------------
-
-
-def _figure(w: float = 6.0, h: float = 3.2):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h), dpi=110)
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.08)  # cheaper than constrained layout
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _style(ax) -> None:
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.tick_params(labelsize=9)
-
-
-def plot_label_distribution(labels: list[str], rows: list[dict]) -> str:
-    counts = [sum(1 for r in rows if r.get("label") == lab) for lab in labels]
-    invalid = sum(1 for r in rows if r.get("label") is None)
-    names, values = list(labels) + (["(invalid)"] if invalid else []), counts + ([invalid] if invalid else [])
-    fig = _figure(5.2, 0.5 + 0.42 * len(names))
-    ax = fig.add_subplot()
-    colors = [_label_color(i) for i in range(len(labels))] + ([MUTED] if invalid else [])
-    bars = ax.barh(names[::-1], values[::-1], color=colors[::-1])
-    ax.bar_label(bars, labels=[f"{v} ({100 * v / max(1, len(rows)):.0f}%)" for v in values[::-1]], padding=3, fontsize=9)
-    ax.set_xlabel("rows", fontsize=9)
-    ax.set_xlim(0, max(values + [1]) * 1.25)
-    _style(ax)
-    return _png(fig)
-
-
-def plot_confidence(labels: list[str], rows: list[dict], threshold: float | None) -> str | None:
-    per_label = [[r["confidence"] for r in rows if r.get("label") == lab and r.get("confidence") is not None] for lab in labels]
-    if not any(per_label):
-        return None
-    fig = _figure(5.6, 2.8)
-    ax = fig.add_subplot()
-    lo = min(min(v) for v in per_label if v)
-    ax.hist(per_label, bins=20, range=(min(lo, 1 / max(2, len(labels))), 1.0), stacked=True,
-            color=[_label_color(i) for i in range(len(labels))], label=labels)
-    if threshold:
-        ax.axvline(threshold, color="#d62728", ls="--", lw=1)
-        ax.text(threshold, ax.get_ylim()[1] * 0.95, f" unsure below {threshold:g}", color="#d62728", fontsize=8, va="top")
-    ax.set_xlabel("teacher's probability for its label", fontsize=9)
-    ax.set_ylabel("rows", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
-    _style(ax)
-    return _png(fig)
-
-
-def plot_confusion(labels: list[str], matrix: list[list[int]]) -> str:
-    import numpy as np
-
-    cm = np.asarray(matrix, dtype=float)
-    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    n = len(labels)
-    fig = _figure(1.6 + 0.75 * n, 1.3 + 0.65 * n)
-    ax = fig.add_subplot()
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=10,
-                    color="white" if share[i, j] > 0.55 else "#222")
-    ax.set_xticks(range(n), labels, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=9)
-    ax.set_yticks(range(n), labels, fontsize=9)
-    ax.set_xlabel("student says", fontsize=9)
-    ax.set_ylabel("teacher said", fontsize=9)
-    return _png(fig)
-
-
-def plot_gold(m: dict[str, Any]) -> str:
-    names, acc, f1 = ["teacher", "student"], [m.get("teacher_gold_accuracy"), m.get("gold_accuracy")], [m.get("teacher_gold_macro_f1"), m.get("gold_macro_f1")]
-    keep = [i for i in range(2) if acc[i] is not None]
-    fig = _figure(4.8, 2.6)
-    ax = fig.add_subplot()
-    import numpy as np
-
-    x = np.arange(len(keep))
-    for off, vals, label, alpha in ((-0.18, acc, "accuracy", 1.0), (0.18, f1, "macro F1", 0.55)):
-        heights = [100 * (vals[i] or 0) for i in keep]
-        bars = ax.bar(x + off, heights, 0.36, label=label, alpha=alpha, color=[(TEACHER_COLOR, STUDENT_COLOR)[i] for i in keep])
-        ax.bar_label(bars, labels=[f"{h:.1f}" if vals[i] is not None else "" for h, i in zip(heights, keep)], fontsize=8, padding=2)
-    ax.set_xticks(x, [names[i] for i in keep])
-    ax.set_ylim(0, 109)
-    ax.set_ylabel("% on gold labels", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
-    _style(ax)
-    return _png(fig)
-
-
-def plot_size_latency(rows: list[dict]) -> str:
-    panels = [("mb", "size (MB)"), ("ms1", "ms per text, batch 1"), ("ms32", "ms per text, batch 32")]
-    panels = [p for p in panels if any(r.get(p[0]) is not None for r in rows)]
-    fig = _figure(3.0 * len(panels), 2.6)
-    for k, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        have = [r for r in rows if r.get(key) is not None]
-        bars = ax.bar([r["name"].replace("ONNX ", "ONNX\n") for r in have], [r[key] for r in have],
-                      color=[VARIANT_COLORS.get(r["name"], MUTED) for r in have])
-        ax.bar_label(bars, labels=[f"{r[key]:.3g}" for r in have], fontsize=8, padding=2)
-        ax.set_title(title, fontsize=9)
-        ax.set_ylim(0, max(r[key] for r in have) * 1.2)
-        _style(ax)
-    return _png(fig)
-
-
-def plot_time(stage_rows: list[dict]) -> str:
-    fig = _figure(5.6, 0.6 + 0.45 * len(stage_rows))
-    ax = fig.add_subplot()
-    names = [r["stage"] for r in stage_rows][::-1]
-    secs = [r["seconds"] or 0 for r in stage_rows][::-1]
-    bars = ax.barh(names, secs, color=STUDENT_COLOR)
-    ax.bar_label(bars, labels=[_dur(s) for s in secs], fontsize=8, padding=3)
-    ax.set_xlim(0, max(secs + [1]) * 1.25)
-    ax.set_xlabel("seconds", fontsize=9)
-    _style(ax)
-    return _png(fig)
-
-
-def _label_color(i: int) -> str:
-    return ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"][i % 10]
-
-
 # --- the page -----------------------------------------------------------------------------------------
 
 
@@ -265,12 +144,6 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     path = Path(out) if out else home / REPORT
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def _dur(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s:.1f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 def _pct(v: Any) -> str:
@@ -309,7 +182,8 @@ def _summary(runs: dict[str, Path]) -> str:
     if tm:
         cards.append((_pct(tm.get("val_accuracy")), "student accuracy on held-out teacher labels"))
         if tm.get("gold_accuracy") is not None:
-            cards.append((_pct(tm.get("gold_accuracy")), f"student on gold labels (teacher {_pct(tm.get('teacher_gold_accuracy'))})"))
+            teacher = f" (teacher {_pct(tm['teacher_gold_accuracy'])})" if tm.get("teacher_gold_accuracy") is not None else ""
+            cards.append((_pct(tm.get("gold_accuracy")), f"student accuracy on gold labels{teacher}"))
     ex = export_numbers(_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
     onnx = [r for r in ex if r["name"] != "PyTorch"]
     if onnx:
@@ -334,9 +208,9 @@ def _teacher_section(run: Path | None) -> str:
     sources: dict[str, int] = {}
     for r in rows:
         sources[str(r.get("source"))] = sources.get(str(r.get("source")), 0) + 1
-    notes = ", ".join(f"{v} from {k}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1]))
+    notes = ", ".join(f"{v} {SOURCES.get(k, k)}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1]))
     inner = (
-        f'<p>{len(rows)} rows; labels: {notes}.</p><div class="row">'
+        f'<p>{len(rows)} rows: {notes}.</p><div class="row">'
         f'<figure>{plot_label_distribution(names, rows)}<figcaption>Label distribution</figcaption></figure>'
         + (f"<figure>{conf}<figcaption>Teacher confidence (probability of the chosen label)</figcaption></figure>" if conf
            else '<p class="muted">The teacher gave no probabilities (no logprobs), so there is no confidence histogram.</p>')
@@ -453,8 +327,8 @@ def _cost_section(runs: dict[str, Path], state: dict[str, Any]) -> str:
     known = [r["cost"] for r in rows if isinstance(r["cost"], (int, float))]
     table = _table(
         ["stage", "time", "money", "notes"],
-        [[r["stage"], _dur(r["seconds"]), f"${r['cost']:.4f}" if isinstance(r["cost"], (int, float)) else "unknown", r["notes"]] for r in rows]
-        + [["<b>total</b>", f"<b>{_dur(total_s)}</b>", f"<b>${sum(known):.4f}</b>", ""]],
+        [[r["stage"], duration(r["seconds"]), f"${r['cost']:.4f}" if isinstance(r["cost"], (int, float)) else "unknown", r["notes"]] for r in rows]
+        + [["<b>total</b>", f"<b>{duration(total_s)}</b>", f"<b>${sum(known):.4f}</b>", ""]],
     )
     return _section("cost", "Time and money per stage", f'<div class="row"><figure>{plot_time(rows)}</figure>{table}</div>')
 
