@@ -21,12 +21,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import toy_rows
+from tests.conftest import make_train_run, toy_rows
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "examples" / "web"
@@ -70,18 +71,17 @@ def examples_ready() -> str:
 # --- a tiny exported model ------------------------------------------------------------------------------
 
 
-def _tiny_train_run(tiny_bert_dir: Path, out: Path) -> Path:
-    """A finished train run folder (RUN/model, RUN/val.jsonl, manifest) without the train stage: a few
-    optimizer steps on the toy task, so the labels depend on the text."""
+@pytest.fixture(scope="module")
+def export_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`distill export --onnx`, through the CLI, of the tiny BERT after a few optimizer steps on the toy
+    task: unlike a random head, its labels then depend on the text."""
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
+    from typer.testing import CliRunner
 
-    from distill.config import TrainConfig
-    from distill.runs import finish_run, start_run
+    from distill.cli import app
 
     labels = ["negative", "positive"]
-    settings = TrainConfig(data="toy", student=str(tiny_bert_dir), max_length=64).resolved()
-    start_run(out, "train", settings)
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     model = BertForSequenceClassification.from_pretrained(
@@ -89,81 +89,40 @@ def _tiny_train_run(tiny_bert_dir: Path, out: Path) -> Path:
     )
     rows = toy_rows(64)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
     for step in range(24):
         batch = rows[(step * 16) % 64 :][:16]
         enc = tok([r["text"] for r in batch], padding=True, return_tensors="pt")
-        loss = model(**enc, labels=torch.tensor([labels.index(r["label"]) for r in batch])).loss
-        loss.backward()
+        model(**enc, labels=torch.tensor([labels.index(r["label"]) for r in batch])).loss.backward()
         opt.step()
         opt.zero_grad()
-    model.eval()
-    model.save_pretrained(out / "model", safe_serialization=True)
-    tok.save_pretrained(out / "model")
-    with open(out / "val.jsonl", "w", encoding="utf-8") as f:
-        for r in toy_rows(16, seed=1):
-            f.write(json.dumps(r) + "\n")
-    finish_run(out, "train", settings, {"labels": labels, "train_rows": len(rows)}, "# tiny test model\n")
+    model_dir = tmp_path_factory.mktemp("tiny-trained")
+    model.save_pretrained(model_dir, safe_serialization=True)
+    tok.save_pretrained(model_dir)
+    run = make_train_run(tmp_path_factory.mktemp("train-run"), model_dir, toy_rows(16, seed=1), max_length=64)
+
+    out = tmp_path_factory.mktemp("export") / "run"
+    args = ["export", str(run), "--onnx", "--out", str(out), "--latency-texts", "4", "--threads", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
     return out
 
 
-def _hand_made_export(run: Path, out: Path) -> Path:
-    """The export folder's contract (model.onnx, model.int8.onnx, tokenizer.json, labels.json) by hand,
-    until `distill export --onnx` exists."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from optimum.exporters.onnx import main_export
-
-    main_export(str(run / "model"), output=out, task="text-classification")
-    # uint8 weights: with int8 weights, x86 AVX2 kernels without VNNI saturate (measured 1.8e-2 off fp32
-    # in probability) while WebAssembly's stay within 2e-4 of fp32.
-    quantize_dynamic(out / "model.onnx", out / "model.int8.onnx", weight_type=QuantType.QUInt8)
-    meta = {
-        "labels": ["negative", "positive"],
-        "max_length": 64,
-        "default_model": "model.int8.onnx",
-        "inputs": ["input_ids", "attention_mask", "token_type_ids"],
-        "outputs": ["logits"],
-    }
-    (out / "labels.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return out
-
-
-@pytest.fixture(scope="module")
-def export_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = _tiny_train_run(tiny_bert_dir, tmp_path_factory.mktemp("train-run"))
-    return _hand_made_export(run, tmp_path_factory.mktemp("export"))
+def distill_predict(export: Path, texts: list[str], model_file: str | None = None) -> list[dict]:
+    """What `distill predict` says for these texts (its probabilities are rounded to 6 decimals). One text
+    per model call, as the apps run them: in a batch, padding moves int8 probabilities by ~4e-5."""
+    cmd = [sys.executable, "-m", "distill.cli", "predict", str(export), "--batch-size", "1"]
+    cmd += [a for t in texts for a in ("--text", t)]
+    run = subprocess.run(cmd + (["--model", model_file] if model_file else []), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines()]
 
 
 def python_ids(export: Path, texts: list[str]) -> list[list[int]]:
-    from tokenizers import Tokenizer
+    """The token ids distill's runtime feeds the model, one text at a time (so without padding)."""
+    from distill.runtime import Predictor
 
-    tok = Tokenizer.from_file(str(export / "tokenizer.json"))
-    tok.enable_truncation(json.loads((export / "labels.json").read_text())["max_length"])
-    tok.no_padding()
-    return [e.ids for e in tok.encode_batch(texts)]
-
-
-def reference(export: Path, texts: list[str], model_file: str | None = None) -> list[dict]:
-    """What Python's onnxruntime says for these texts: label and probabilities."""
-    import numpy as np
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    meta = json.loads((export / "labels.json").read_text())
-    tok = Tokenizer.from_file(str(export / "tokenizer.json"))
-    tok.enable_truncation(meta["max_length"])
-    tok.no_padding()
-    sess = ort.InferenceSession(str(export / (model_file or meta["default_model"])), providers=["CPUExecutionProvider"])
-    names = {i.name for i in sess.get_inputs()}
-    out = []
-    for text in texts:
-        enc = tok.encode(text)
-        cols = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
-        logits = sess.run(["logits"], {k: np.array([v], dtype=np.int64) for k, v in cols.items() if k in names})[0][0]
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        out.append({"text": text, "label": meta["labels"][int(p.argmax())], "probs": dict(zip(meta["labels"], map(float, p)))})
-    return out
+    predictor = Predictor(export)
+    return [predictor.encode([t])[0]["input_ids"][0].tolist() for t in texts]
 
 
 def assert_same(got: list[dict], want: list[dict], atol: float, where: str) -> None:
@@ -236,9 +195,10 @@ def test_web_page_in_chromium_matches_python(examples_ready: str, export_dir: Pa
     # The JavaScript tokenizer (with our truncation) must give exactly Python's ids, whatever the model says.
     assert int8["ids"] == python_ids(export_dir, TEXTS)
     assert int8["rows"] == len(TEXTS) and int8["answer"] == int8["results"][-1]["label"]
-    # fp32 in WebAssembly matches native onnxruntime to float rounding; int8 kernels differ a little.
-    assert_same(fp32["results"], reference(export_dir, TEXTS, "model.onnx"), atol=1e-5, where="browser fp32")
-    assert_same(int8["results"], reference(export_dir, TEXTS), atol=5e-3, where="browser int8")
+    # fp32 in WebAssembly matches native onnxruntime to float rounding (predict rounds to 1e-6); the int8
+    # kernels differ a little between WebAssembly and x86 (measured 2e-4 in probability).
+    assert_same(fp32["results"], distill_predict(export_dir, TEXTS, "model.onnx"), atol=1e-5, where="browser fp32")
+    assert_same(int8["results"], distill_predict(export_dir, TEXTS), atol=5e-3, where="browser int8")
     assert len({r["label"] for r in int8["results"]}) == 2, "the tiny model should tell these texts apart"
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -285,7 +245,7 @@ def test_node_service_answers_like_python(node_service: NodeProcess, export_dir:
         assert set(answer) == {"label", "probs"}
         got.append({"text": text, **answer})
     # Same native int8 kernels as Python's onnxruntime: equal to float rounding.
-    assert_same(got, reference(export_dir, TEXTS), atol=1e-5, where="node service")
+    assert_same(got, distill_predict(export_dir, TEXTS), atol=1e-5, where="node service")
 
 
 @pytest.mark.parametrize(
