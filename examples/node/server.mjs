@@ -3,12 +3,14 @@
 //   cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci
 //   node server.mjs EXPORT_DIR [--port 8000] [--host 127.0.0.1] [--model model.onnx] [--threads 1] [--max-body 65536]
 //   curl -s localhost:8000/predict -d '{"text": "the soup was cold"}'
-//   -> {"label":"negative","probs":{"negative":0.93,"positive":0.07}}
+//   -> {"label":"negative","probs":{"negative":0.93,"positive":0.07},"truncated":false}
 //
-// POST /predict takes {"text": "<string>"} and answers {"label", "probs"}. Bad input gets a 4xx with
-// {"error": "<one line naming the problem and the fix>"}: 400 for a body that is not JSON, a missing
-// "text" or a "text" that is not a string; 413 for a body over --max-body bytes. GET /health says which
-// model is loaded. Only the export folder's files are used: labels.json, tokenizer.json, the .onnx file.
+// POST /predict takes {"text": "<string>"} and answers {"label", "probs", "truncated"} ("truncated": the
+// text was over labels.json's max_length tokens and only its start was read, as in `distill predict`).
+// Bad input gets a 4xx with {"error": "<one line naming the problem and the fix>"}: 400 for a body that
+// is not JSON, a missing "text" or a "text" that is not a string; 413 for a body over --max-body bytes.
+// GET /health says which model is loaded. Only the export folder's files are used: labels.json,
+// tokenizer.json and the model file.
 
 import { readFile } from "node:fs/promises";
 import http from "node:http";

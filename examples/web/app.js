@@ -33,7 +33,8 @@ function setStatus(text, kind) {
 
 function showResult(r) {
   $("answer-label").textContent = r.label;
-  $("answer-ms").textContent = `${r.ms.toFixed(1)} ms`;
+  $("answer-ms").textContent =
+    `${r.ms.toFixed(1)} ms` + (r.truncated ? ` · only the first ${state.clf.maxLength} tokens were read` : "");
   const bars = $("bars");
   bars.replaceChildren();
   for (const [name, p] of Object.entries(r.probs).sort((a, b) => b[1] - a[1])) {
@@ -61,6 +62,7 @@ function showResult(r) {
     td.textContent = cell;
     tr.append(td);
   }
+  tr.cells[0].title = r.text; // the cell shows one line; the whole text on hover
   $("history").tBodies[0].prepend(tr);
   $("history").hidden = false;
 }
@@ -71,8 +73,8 @@ async function onSubmit(event) {
   $("label").disabled = true;
   try {
     const t0 = performance.now();
-    const { label, probs } = await state.clf.predict(text); // tokenize + run + softmax
-    const r = { text, label, probs, ms: performance.now() - t0 };
+    const { label, probs, truncated } = await state.clf.predict(text); // tokenize + run + softmax
+    const r = { text, label, probs, truncated, ms: performance.now() - t0 };
     state.results.push(r);
     showResult(r);
   } catch (e) {

@@ -6,7 +6,8 @@
 // That keeps one copy of the logic for both runtimes.
 //
 //   const clf = await loadClassifier({ ort, Tokenizer, readJson, readBytes });
-//   clf.predict("the soup was cold")  // -> { label: "negative", probs: { negative: 0.93, positive: 0.07 } }
+//   await clf.predict("the soup was cold")
+//   // -> { label: "negative", probs: { negative: 0.93, positive: 0.07 }, truncated: false }
 
 /** Read the export folder and open an inference session. `modelFile` overrides labels.json's default_model. */
 export async function loadClassifier({ ort, Tokenizer, readJson, readBytes, modelFile, sessionOptions }) {
@@ -48,7 +49,8 @@ export async function loadClassifier({ ort, Tokenizer, readJson, readBytes, mode
     }
     const p = softmax(logits);
     const best = p.indexOf(Math.max(...p));
-    return { label: meta.labels[best], probs: Object.fromEntries(meta.labels.map((l, i) => [l, p[i]])) };
+    const probs = Object.fromEntries(meta.labels.map((l, i) => [l, p[i]]));
+    return { label: meta.labels[best], probs, truncated: enc.truncated };
   }
 
   return { labels: meta.labels, maxLength, modelFile: file, inputNames: session.inputNames, encode, predict };
@@ -73,7 +75,7 @@ function specialTokenLayout(tokenizer) {
  */
 function truncate(enc, maxLength, { before, after }) {
   const n = enc.ids.length;
-  if (n <= maxLength) return enc;
+  if (n <= maxLength) return { ...enc, truncated: false };
   const keep = maxLength - before - after;
   const cut = (a) => (a ? a.slice(0, before + keep).concat(a.slice(n - after)) : a);
   return {
@@ -81,6 +83,7 @@ function truncate(enc, maxLength, { before, after }) {
     attention_mask: cut(enc.attention_mask),
     token_type_ids: cut(enc.token_type_ids),
     tokens: cut(enc.tokens),
+    truncated: true,
   };
 }
 

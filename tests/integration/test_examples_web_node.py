@@ -129,7 +129,7 @@ def assert_same(got: list[dict], want: list[dict], atol: float, where: str) -> N
     assert len(got) == len(want), f"{where}: {len(got)} answers for {len(want)} texts"
     for g, w in zip(got, want):
         assert g["label"] == w["label"], f"{where}: {w['text'][:40]!r}: label {g['label']} != {w['label']}"
-        assert g["probs"].keys() == w["probs"].keys()
+        assert g["probs"].keys() == w["probs"].keys() and g["truncated"] == w["truncated"]
         diff = max(abs(g["probs"][k] - w["probs"][k]) for k in w["probs"])
         assert diff <= atol, f"{where}: {w['text'][:40]!r}: probabilities differ by {diff:.2e} (> {atol})"
 
@@ -242,7 +242,7 @@ def test_node_service_answers_like_python(node_service: NodeProcess, export_dir:
     for text in TEXTS:
         status, answer = post(node_service, json.dumps({"text": text}).encode())
         assert status == 200, answer
-        assert set(answer) == {"label", "probs"}
+        assert set(answer) == {"label", "probs", "truncated"}
         got.append({"text": text, **answer})
     # Same native int8 kernels as Python's onnxruntime: equal to float rounding.
     assert_same(got, distill_predict(export_dir, TEXTS), atol=1e-5, where="node service")
