@@ -48,8 +48,12 @@ TEXTS = [
 
 
 def _missing() -> list[str]:
+    """What .ci/setup-browser would install: tools not on PATH, node_modules absent or older than the lockfile."""
     missing = [tool for tool in ("node", "npm", "chromium") if shutil.which(tool) is None]
-    missing += [f"{d.relative_to(REPO)}/node_modules" for d in (WEB, NODE) if not (d / "node_modules").is_dir()]
+    for d in (WEB, NODE):
+        installed = d / "node_modules" / ".package-lock.json"  # npm writes it on every install
+        if not installed.is_file() or installed.stat().st_mtime < (d / "package-lock.json").stat().st_mtime:
+            missing.append(f"{d.relative_to(REPO)}/node_modules")
     return missing
 
 
