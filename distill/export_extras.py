@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,16 +153,23 @@ def ort_format(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[
         shutil.copy2(out / name, src / name)
     # In process rather than `python -m onnxruntime.tools.convert_onnx_models_to_ort`: the tool's package
     # imports torch, which this process has already paid for (a subprocess spent 6-9 s on it).
+    import onnxruntime as ort
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     platform = "arm" if cfg.target == "arm64" else "amd64"
     library = Path(extensions_library()) if WITH_TOKENIZER in sources else None
     log = io.StringIO()  # the tool prints its progress; keep it for the error message only
+    ort.set_default_logger_severity(3)  # its sessions warn that "Fixed" style bakes in platform optimizations
+    tool_logger = logging.getLogger("ort_format_model.utils")
+    level, tool_logger.level = tool_logger.level, logging.WARNING
     try:
         with contextlib.redirect_stdout(log):
             convert_onnx_models_to_ort(src, dst, [OptimizationStyle.Fixed], library, platform)
     except Exception as e:  # the converter raises whatever onnxruntime raised
         raise DistillError(f"--ort: onnxruntime's ORT-format conversion failed: {e}") from None
+    finally:
+        tool_logger.level = level
+        ort.set_default_logger_severity(2)
     if not (dst / ORT_CONFIG).is_file():
         raise DistillError(f"--ort: the conversion wrote no {ORT_CONFIG}: {log.getvalue().strip()[-300:]}")
     shutil.move(str(dst / ORT_CONFIG), out / ORT_CONFIG)

@@ -97,6 +97,13 @@ def encode(tokenizer: Any, texts: list[str], input_names: list[str]) -> tuple[di
     return feeds, [bool(e.overflowing) for e in encs]
 
 
+def length_batches(texts: list[str], size: int) -> list[list[int]]:
+    """Indices of `texts` in batches of similar length: a batch pads to its longest text, so mixing a
+    5-token text with a 120-token one would spend most of the work on padding."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 class Predictor:
     """Label texts with an export folder's model. `model` picks a file in the folder; default per labels.json."""
 
@@ -131,6 +138,9 @@ class Predictor:
     def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], feeds)[0]
 
+    def batch_logits(self, texts: list[str]) -> np.ndarray:
+        return self.logits(self.encode(texts)[0])
+
     def probabilities(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """[len(texts), num_labels] probabilities and the truncation flags, for one batch."""
         if not self.tokenizer_in_graph:
@@ -146,20 +156,18 @@ class Predictor:
         return np.asarray(probs, dtype=np.float64), truncated
 
     def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[dict[str, Any]]:
+        """One {"text", "label", "probs", "truncated"} per text, in the order given."""
         texts = check_texts(texts)
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            probs, truncated = self.probabilities(chunk)
-            for text, p, cut in zip(chunk, probs, truncated):
-                out.append(
-                    {
-                        "text": text,
-                        "label": self.labels[int(p.argmax())],
-                        "probs": {lab: float(v) for lab, v in zip(self.labels, p)},
-                        "truncated": cut,
-                    }
-                )
+        out: list[dict[str, Any]] = [{} for _ in texts]
+        for idx in length_batches(texts, batch_size):
+            probs, truncated = self.probabilities([texts[i] for i in idx])
+            for i, p, cut in zip(idx, probs, truncated):
+                out[i] = {
+                    "text": texts[i],
+                    "label": self.labels[int(p.argmax())],
+                    "probs": {lab: float(v) for lab, v in zip(self.labels, p)},
+                    "truncated": cut,
+                }
         return out
 
 

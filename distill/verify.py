@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from distill.errors import DistillError, ParityError
-from distill.runtime import Predictor
+from distill.errors import BadInput, DistillError, ParityError
+from distill.runtime import Predictor, length_batches
 
 if TYPE_CHECKING:
     from distill.config import ExportConfig
@@ -31,13 +31,9 @@ PARITY_BATCHES = (1, 8, 32)
 TIMING_ROUNDS = 3  # throughput is the best of this many passes: the machine is shared, interference only slows
 
 
-def chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def long_texts(texts: list[str], n: int) -> list[str]:
     """n texts made by joining validation texts until each is far over any max_length (truncation is exercised)."""
-    base = " ".join(texts)
+    base = " ".join(texts[:50])
     while len(base.split()) < 600:
         base = f"{base} {base}"
     words = base.split()
@@ -45,20 +41,24 @@ def long_texts(texts: list[str], n: int) -> list[str]:
 
 
 def timing_feeds(encode: Callable[[list[str]], tuple[Feeds, list[bool]]], texts: list[str], n: int) -> tuple[list[Feeds], list[Feeds]]:
-    """The same n texts (validation texts, cycled) as batch-1 inputs and as batch-32 inputs."""
+    """The same n texts (validation texts, cycled) as batch-1 inputs and as batch-32 inputs (similar lengths
+    batched together, as Predictor.predict does)."""
     sample = list(islice(cycle(texts), n))
-    return [encode([t])[0] for t in sample], [encode(b)[0] for b in chunks(sample, 32)]
+    batches = [[sample[i] for i in idx] for idx in length_batches(sample, 32)]
+    return [encode([t])[0] for t in sample], [encode(b)[0] for b in batches]
 
 
 def time_engine(run: Callable[[Feeds], Any], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, float]:
-    """Median ms per item at batch 1; items per second at batch 32 (best of TIMING_ROUNDS passes)."""
+    """Median over texts of ms at batch 1; items per second at batch 32. Each is the best of TIMING_ROUNDS
+    passes: on a shared machine other processes only ever add time."""
     for f in feeds1[:2] + feeds32[:1]:
         run(f)  # warm-up: first runs allocate and pick kernels
-    ms = []
-    for f in feeds1:
-        t = time.perf_counter()
-        run(f)
-        ms.append(1000 * (time.perf_counter() - t))
+    ms = [float("inf")] * len(feeds1)
+    for _ in range(TIMING_ROUNDS):
+        for i, f in enumerate(feeds1):
+            t = time.perf_counter()
+            run(f)
+            ms[i] = min(ms[i], 1000 * (time.perf_counter() - t))
     items = sum(len(next(iter(f.values()))) for f in feeds32)
     best = float("inf")
     for _ in range(TIMING_ROUNDS):
@@ -126,22 +126,47 @@ def parity(ref: TorchReference, onnx: Predictor, texts: list[str], atol: float) 
 
 
 def predictions(logits_of: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
-    return np.concatenate([logits_of(b) for b in chunks(texts, 32)]).argmax(axis=-1)
+    """Predicted class per text, computed in batches of 32 similar-length texts as Predictor.predict runs them."""
+    preds = np.zeros(len(texts), dtype=np.int64)
+    for idx in length_batches(texts, 32):
+        preds[idx] = logits_of([texts[i] for i in idx]).argmax(axis=-1)
+    return preds
 
 
-def check_accuracy_drop(torch_acc: float, int8_acc: float, max_drop: float, target: str) -> None:
+def check_accuracy_drop(torch_acc: float, int8_acc: float, max_drop: float, target: str, recipes: int = 1) -> None:
     """Quantization may cost at most `max_drop` points of accuracy; the error says what to try instead."""
     drop = 100 * (torch_acc - int8_acc)
     if drop > max_drop + 1e-9:  # 100 * (0.90 - 0.89) is 1.0000000000000009
+        best = f"best of {recipes} int8 recipes" if recipes > 1 else "int8"
         raise DistillError(
-            f"int8 accuracy {100 * int8_acc:.1f}% vs PyTorch {100 * torch_acc:.1f}% on the validation split: a drop "
-            f"of {drop:.1f} points, over --max-accuracy-drop {max_drop:g}. Export with --quantize none (fp32), or "
-            f"try another --target (now {target})"
+            f"int8 accuracy {100 * int8_acc:.1f}% ({best}) vs PyTorch {100 * torch_acc:.1f}% on the validation split: "
+            f"a drop of {drop:.1f} points, over --max-accuracy-drop {max_drop:g}. Export with --quantize none (fp32), "
+            f"try another --target (now {target}), or allow a larger --max-accuracy-drop"
         )
 
 
-def verify(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any]) -> None:
-    """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check."""
+def int8_report(recipe: str, preds: dict[str, np.ndarray], gold: np.ndarray, out: Path) -> dict[str, Any]:
+    """One int8 recipe's result; `fixed`/`broken` count the rows int8 got right where PyTorch was wrong and the
+    reverse: on a few hundred rows a drop of a point or two is a handful of rows, and these show it."""
+    t, q = preds["torch"] == gold, preds["onnx_int8"] == gold
+    return {
+        "recipe": recipe,
+        "accuracy": float(q.mean()),
+        "accuracy_drop_points": 100 * float(t.mean() - q.mean()),
+        "agreement_with_torch": float((preds["onnx_int8"] == preds["torch"]).mean()),
+        "fixed": int((q & ~t).sum()),
+        "broken": int((t & ~q).sum()),
+        "size_bytes": (out / "model.int8.onnx").stat().st_size,
+    }
+
+
+def verify(
+    cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any], requantize: Callable[[str], None]
+) -> None:
+    """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check.
+    `requantize(recipe)` rewrites model.int8.onnx with another of export.RECIPES when int8 loses accuracy."""
+    from distill.export import RECIPES
+
     ref = TorchReference(train.model_dir, train.max_length)
     if cfg.threads:
         ref.torch.set_num_threads(cfg.threads)
@@ -154,21 +179,34 @@ def verify(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str,
 
     # Accuracy on the rows whose label the model knows (the train stage writes only those).
     rows = [r for r in train.val if r.get("label") in train.labels]
+    if not rows:
+        raise BadInput(f"{train.dir}/val.jsonl: no row is labeled with one of {train.labels}; cannot check accuracy")
     metrics["val_rows_scored"] = len(rows)
     gold = np.array([train.labels.index(r["label"]) for r in rows])
     vtexts = [r["text"] for r in rows]
     preds = {"torch": predictions(lambda b: ref.logits(ref.encode(b)), vtexts)}
-    for name, p in engines.items():
-        preds[name] = predictions(lambda b: p.logits(p.encode(b)[0]), vtexts)
-    acc = {name: float((p == gold).mean()) if len(rows) else None for name, p in preds.items()}
+    preds["onnx_fp32"] = predictions(engines["onnx_fp32"].batch_logits, vtexts)
+    if "onnx_int8" in engines:
+        tried = []
+        for i, recipe in enumerate(RECIPES):
+            if i:  # the smaller recipe lost too much: quantize again, keeping more in fp32
+                requantize(recipe)
+                engines["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
+            preds["onnx_int8"] = predictions(engines["onnx_int8"].batch_logits, vtexts)
+            tried.append(int8_report(recipe, preds, gold, out))
+            if tried[-1]["accuracy_drop_points"] <= cfg.max_accuracy_drop + 1e-9:
+                break
+        metrics["int8_recipes_tried"] = tried
+        metrics["int8_recipe"] = tried[-1]["recipe"]
+        metrics["int8_agreement_with_torch"] = tried[-1]["agreement_with_torch"]
+        metrics["accuracy_drop_points"] = tried[-1]["accuracy_drop_points"]
+    acc = {name: float((p == gold).mean()) for name, p in preds.items()}
     metrics["val_accuracy_torch"] = acc["torch"]
     metrics["val_accuracy_fp32"] = acc["onnx_fp32"]
     if "onnx_int8" in engines:
         metrics["val_accuracy_int8"] = acc["onnx_int8"]
-        metrics["int8_agreement_with_torch"] = float((preds["onnx_int8"] == preds["torch"]).mean()) if len(rows) else None
-        if len(rows):
-            metrics["accuracy_drop_points"] = 100 * (acc["torch"] - acc["onnx_int8"])
-            check_accuracy_drop(acc["torch"], acc["onnx_int8"], cfg.max_accuracy_drop, cfg.target)
+        best = max(t["accuracy"] for t in tried)
+        check_accuracy_drop(acc["torch"], best, cfg.max_accuracy_drop, cfg.target, len(tried))
 
     # Speed: all engines on the same pre-tokenized inputs, same threads, same process.
     feeds1, feeds32 = timing_feeds(engines["onnx_fp32"].encode, texts, cfg.latency_texts)

@@ -146,16 +146,21 @@ def test_planted_accuracy_drop_is_an_error_naming_both_accuracies(
     out = tmp_path / "export"
     result = export_cli(run, "--onnx", "--out", out, "--latency-texts", "4", "--no-optimize")
     assert result.exit_code == 1, result.output
-    assert "int8 accuracy" in result.output and "vs PyTorch 100.0%" in result.output
+    assert "int8 accuracy" in result.output and "best of 2 int8 recipes) vs PyTorch 100.0%" in result.output
     assert "--quantize none" in result.output and "--target" in result.output
     assert not is_finished(out)
-    assert "failed" in read_json(out / "metrics.json")
+    m = read_json(out / "metrics.json")
+    assert "failed" in m
+    assert [t["recipe"] for t in m["int8_recipes_tried"]] == ["all", "ffn-out-fp32"]  # the fallback was tried
+    assert all(t["broken"] > t["fixed"] for t in m["int8_recipes_tried"])
 
 
 def test_accuracy_drop_threshold() -> None:
     check_accuracy_drop(0.90, 0.89, 1.0, "avx2")  # exactly one point: allowed
-    with pytest.raises(DistillError, match=r"int8 accuracy 88\.0% vs PyTorch 90\.0%.*2\.0 points.*--quantize none"):
+    with pytest.raises(DistillError, match=r"int8 accuracy 88\.0% \(int8\) vs PyTorch 90\.0%.*2\.0 points.*--quantize none"):
         check_accuracy_drop(0.90, 0.88, 1.0, "arm64")
+    with pytest.raises(DistillError, match=r"\(best of 2 int8 recipes\).*another --target \(now arm64\)"):
+        check_accuracy_drop(0.90, 0.88, 1.0, "arm64", recipes=2)
     check_accuracy_drop(0.90, 0.95, 0.0, "avx2")  # int8 better: no drop
 
 
@@ -209,3 +214,28 @@ def test_unsupported_architecture_is_named(tiny_classifier_dir: Path, tmp_path: 
     assert result.exit_code == 2
     assert "FancyformerForSequenceClassification (model_type 'fancyformer') cannot be exported" in result.output
     assert "bert" in result.output and "distilbert" in result.output  # says what is supported
+
+
+def test_card_python_snippet_runs_as_written(tiny_export: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    card = (tiny_export / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tiny_export)
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.startswith("[") and all(lab in ("negative", "positive") for lab in eval(printed))
+
+
+def test_fallback_recipe_keeps_the_feed_forward_outputs_in_fp32(tiny_export: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from distill.export import after_gelu, quantize
+
+    names = after_gelu(tiny_export / "model.onnx")
+    assert names == [f"/bert/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)]  # 2 layers, 1 FFN-out each
+    quantize(tiny_export / "model.onnx", tmp_path / "all.onnx", "avx2", "all")
+    quantize(tiny_export / "model.onnx", tmp_path / "ffn.onnx", "avx2", "ffn-out-fp32")
+    fp32_matmuls = {
+        r: {n.name for n in onnx.load(str(tmp_path / f"{r}.onnx")).graph.node if n.op_type == "MatMul"} for r in ("all", "ffn")
+    }
+    assert set(names) <= fp32_matmuls["ffn"] and not set(names) & fp32_matmuls["all"]
+    assert (tmp_path / "all.onnx").stat().st_size < (tmp_path / "ffn.onnx").stat().st_size
