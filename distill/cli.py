@@ -73,7 +73,7 @@ def label_command(
     examples: Optional[str] = typer.Option(None, "--examples", help="Few-shot examples file with text,label."),
     instructions: Optional[str] = typer.Option(None, help="The task sentence at the top of the prompt."),
     concurrency: Optional[int] = typer.Option(None, help="Requests in flight (default 8)."),
-    timeout: Optional[float] = typer.Option(None, help="Seconds per request (default 60)."),
+    timeout: Optional[float] = typer.Option(None, help="Seconds per request (default 60; 600 for the embedded teacher)."),
     max_retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 6)."),
     max_rows: Optional[int] = typer.Option(None, help="Label only the first N rows."),
     max_text_chars: Optional[int] = typer.Option(None, help="Longer texts are truncated and counted (default 4000)."),

@@ -44,7 +44,7 @@ class LabelConfig(_Config):
     base_url: str | None = None  # default: OPENAI_BASE_URL, else OpenAI
     endpoint: Literal["auto", "completions", "chat"] = "auto"
     concurrency: int = Field(8, ge=1, le=1024)
-    timeout: float = Field(60.0, gt=0)  # seconds per request
+    timeout: float | None = Field(None, gt=0)  # seconds per request; None: 60 remote, 600 local (see label.py)
     max_retries: int = Field(6, ge=0)
     max_rows: int | None = Field(None, ge=1)
     max_text_chars: int = Field(4000, ge=16)  # longer texts are truncated and counted

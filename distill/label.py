@@ -28,6 +28,9 @@ from distill.teacher.client import Endpoint, Teacher, build_request, estimate_re
 from distill.teacher.pricing import price_for
 
 OPENAI_URL = "https://api.openai.com/v1"
+# The embedded server queues requests behind its slots on a CPU that may be shared, so a request can
+# wait minutes without anything being wrong; a remote API that is silent for a minute is stuck.
+DEFAULT_TIMEOUT = {"remote": 60.0, "local": 600.0}
 
 
 # --- resolving the task -------------------------------------------------------------------------------
@@ -142,7 +145,8 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
         # Slots share the cores; more than the requests in flight only wastes context memory.
         parallel = max(1, min(cfg.concurrency, 8))
         with local_server(model, parallel=parallel, threads=cfg.threads, log_path=out / "teacher-server.log") as url:
-            yield Endpoint(url, model.name, kind, model_identity(model), timeout=cfg.timeout, max_retries=cfg.max_retries)
+            timeout = cfg.timeout or DEFAULT_TIMEOUT["local"]
+            yield Endpoint(url, model.name, kind, model_identity(model), timeout=timeout, max_retries=cfg.max_retries)
         return
     base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
     api_key = os.environ.get("OPENAI_API_KEY")
@@ -152,7 +156,8 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
                 f"no API key for {base_url}: set OPENAI_API_KEY, or use --teacher local / --base-url for a local server"
             )
         api_key = "not-needed"  # vLLM, Ollama and llama.cpp accept anything unless configured otherwise
-    yield Endpoint(base_url, cfg.teacher, kind, cfg.teacher, api_key=api_key, timeout=cfg.timeout, max_retries=cfg.max_retries)
+    timeout = cfg.timeout or DEFAULT_TIMEOUT["remote"]
+    yield Endpoint(base_url, cfg.teacher, kind, cfg.teacher, api_key=api_key, timeout=timeout, max_retries=cfg.max_retries)
 
 
 def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[str, Any]:
