@@ -282,6 +282,9 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     check_architecture(train)
     settings = cfg.resolved()
     out = start_run(Path(out), "export", settings)
+    # A folder exported before with other options must not keep its old models (an .ort of another int8).
+    for stale in [*out.glob("model*.onnx"), *out.glob("model*.ort"), out / "required_operators.config", out / LABELS_FILE]:
+        stale.unlink(missing_ok=True)
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -309,6 +312,8 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".ort", ".config"))
+    if cfg.quantize == "int8":
+        meta["quantization"].update(recipe=metrics["int8_recipe"], per_channel=True)
     write_json(out / LABELS_FILE, meta)
     finish_run(out, "export", settings, metrics, card(meta, metrics, train.dir))
     return metrics

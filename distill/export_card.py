@@ -61,7 +61,18 @@ def card(meta: dict[str, Any], metrics: dict[str, Any], train_dir: Path) -> str:
         f"- Max sequence length: {max_len} tokens, special tokens included; longer texts are cut (the first "
         f"{max_len - 1} tokens + the closing special token).",
         f"- Default model: `{default}`"
-        + (f" (int8 dynamic quantization, preset `{q.get('target')}`)" if q.get("type") == "int8" else " (fp32)"),
+        + (
+            f" (int8 dynamic quantization, per-channel, preset `{q.get('target')}`"
+            + (", feed-forward outputs kept in fp32 for accuracy)" if q.get("recipe") == "ffn-out-fp32" else ")")
+            if q.get("type") == "int8"
+            else " (fp32)"
+        ),
+        *(
+            [f"- Accuracy and speed below were measured on the export machine ({metrics.get('machine')}); int8 "
+             "kernels on an ARM phone differ slightly, so check a few predictions on the device."]
+            if q.get("target") == "arm64" and q.get("type") == "int8"
+            else []
+        ),  # fmt: skip
         "- Graph: " + ("fused by ONNX Runtime's transformer optimizer (com.microsoft ops; needs onnxruntime)"
                         if meta.get("graph_optimized") else "standard ONNX ops"),
         "",

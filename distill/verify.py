@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from itertools import cycle, islice
@@ -214,6 +215,7 @@ def verify(
     runs.update({name: p.logits for name, p in engines.items()})
     timings = {name: time_engine(run, feeds1, feeds32) for name, run in runs.items()}
     metrics["threads"] = threads
+    metrics["machine"] = platform.machine()  # int8 kernels differ by CPU: these numbers are this machine's
     metrics["timed_texts"] = cfg.latency_texts
     for key in ("latency_ms_batch1", "items_per_second_batch32"):
         metrics[key] = {name: t[key] for name, t in timings.items()}

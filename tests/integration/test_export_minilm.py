@@ -20,7 +20,9 @@ runner = CliRunner()
 def test_minilm_student_exports_verified_and_serves(tmp_path) -> None:
     label = make_label_run(tmp_path / "label", toy_rows(96))
     train = tmp_path / "train"
-    result = runner.invoke(app, ["train", str(label), "--student", "minilm", "--out", str(train), "--max-steps", "12"])
+    result = runner.invoke(
+        app, ["train", str(label), "--student", "minilm", "--out", str(train), "--max-steps", "12", "--eval-steps", "6"]
+    )
     assert result.exit_code == 0, result.output
 
     out = tmp_path / "export"
@@ -31,7 +33,10 @@ def test_minilm_student_exports_verified_and_serves(tmp_path) -> None:
     assert is_finished(out)
     m = read_json(out / "metrics.json")
     assert m["max_abs_diff"] <= 1e-4
-    assert m["accuracy_drop_points"] <= 1.0 and m["val_accuracy_torch"] >= 0.8
+    assert m["accuracy_drop_points"] <= 1.0
+    # The same model on the same validation rows as the train stage measured: the stages agree.
+    trained = read_json(train / "metrics.json")
+    assert abs(m["val_accuracy_torch"] - trained["val_accuracy"]) <= 1 / m["val_rows_scored"] + 1e-9
     # 22.7M parameters: ~90 MB fp32; int8 with the embeddings quantized too is about a quarter of that.
     assert 80e6 < m["size_bytes_fp32"] < 100e6 and m["size_bytes_int8"] < 0.3 * m["size_bytes_fp32"]
     meta = read_json(out / "labels.json")
@@ -39,9 +44,13 @@ def test_minilm_student_exports_verified_and_serves(tmp_path) -> None:
     assert m["with_tokenizer"]["max_abs_diff_probs"] <= 1e-4
     assert set(m["ort"]["files"]) == {"model.int8.ort", "model.with_tokenizer.ort"}
 
-    for model in ("model.int8.onnx", "model.with_tokenizer.onnx", "model.int8.ort"):
-        result = runner.invoke(app, ["predict", str(out), "--model", model, "--text", "the dessert tasted wonderful",
-                                     "--text", "our waiter was rude"])  # fmt: skip
+    from transformers import pipeline
+
+    texts = ["the dessert tasted wonderful", "our waiter was rude", "the room felt cold " * 40]
+    want = [r["label"] for r in pipeline("text-classification", model=str(train / "model"), device="cpu")(texts, truncation=True)]
+    for model in ("model.int8.onnx", "model.onnx", "model.with_tokenizer.onnx", "model.int8.ort"):
+        result = runner.invoke(app, ["predict", str(out), "--model", model, *(a for t in texts for a in ("--text", t))])
         assert result.exit_code == 0, result.output
         rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-        assert [r["label"] for r in rows] == ["positive", "negative"], (model, rows)
+        assert [r["label"] for r in rows] == want, (model, rows)
+        assert [r["truncated"] for r in rows] == [False, False, True]
