@@ -142,7 +142,12 @@ def derive_schedule(
 
 
 def class_weights(targets: list[int], num_labels: int, cap: float = 10.0) -> list[float]:
-    """sklearn's "balanced" weights n / (k * count), capped so a handful of rare rows cannot dominate."""
+    """sklearn's "balanced" weights n / (k * count), capped so a handful of rare rows cannot dominate.
+
+    Weighting the loss rather than oversampling: every row is still seen once per epoch (no memorised copies
+    of the few rare rows), epochs keep their meaning for the derived schedule, and it composes with the
+    DistributedSampler Trainer uses under torchrun, which a WeightedRandomSampler would replace.
+    """
     counts = [max(1, targets.count(i)) for i in range(num_labels)]
     return [min(cap, len(targets) / (num_labels * c)) for c in counts]
 
