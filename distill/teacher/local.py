@@ -76,7 +76,10 @@ def local_server(
     cmd = [sys.executable, "-m", "distill.teacher.local", str(model), "--port", str(port), "--parallel", str(parallel)]
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    linux = sys.platform.startswith("linux")
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if linux else None
+    )
     root = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
@@ -101,9 +104,36 @@ def local_server(
             log.close()
 
 
+def _die_with_parent() -> None:
+    """Runs in the forked child before exec (Popen preexec_fn): the kernel sends SIGKILL when the
+    parent dies, even while llama.cpp holds the GIL loading the model. Linux only."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _watch_parent() -> None:
+    """Elsewhere: a thread that exits when we are reparented (best effort)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def serve(model: str, port: int, parallel: int, threads: int | None) -> None:
+    import signal
+
     import xllamacpp as xlc
 
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     params = xlc.CommonParams()
     params.model.path = model
     params.hostnames = ["127.0.0.1"]
@@ -113,16 +143,15 @@ def serve(model: str, port: int, parallel: int, threads: int | None) -> None:
     if threads:
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
-    server = xlc.Server(params)  # serves until this process ends
-    parent = os.getppid()
-    try:
-        while os.getppid() == parent:  # reparented: our parent died without stopping us
-            time.sleep(1)
-    finally:
-        del server
+    server = xlc.Server(params)  # serves from its own threads until this process ends
+    while True:
+        time.sleep(3600)
+    del server  # pragma: no cover (kept referenced until the process ends)
 
 
 if __name__ == "__main__":
+    if not sys.platform.startswith("linux"):
+        _watch_parent()
     ap = argparse.ArgumentParser(description="Serve a GGUF model on 127.0.0.1 with an OpenAI-compatible API.")
     ap.add_argument("model", nargs="?", default=None)
     ap.add_argument("--port", type=int, default=8080)

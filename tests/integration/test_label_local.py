@@ -33,3 +33,37 @@ def test_embedded_teacher_labels_through_the_cli(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert json.loads((out / "metrics.json").read_text())["teacher_calls"] == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has already exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_the_labeler_takes_the_embedded_server_with_it(tmp_path):
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("xllamacpp")
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS * 20) + "\n")
+    cmd = [sys.executable, "-m", "distill.cli", "label", str(src), "--labels", "positive,negative", "--teacher", "local",
+           "--out", str(tmp_path / "run"), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, children = time.monotonic() + 60, []
+    while not children and time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        children = [int(p) for p in found]
+        time.sleep(0.1)
+    assert children, "the labeler never started its server"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(c) for c in children), "the llama.cpp server outlived its parent"
