@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 Feeds = dict[str, np.ndarray]
 PARITY_BATCHES = (1, 8, 32)
-TIMING_ROUNDS = 3  # throughput is the best of this many passes: the machine is shared, interference only slows
+TIMING_ROUNDS = 3
 
 
 def long_texts(texts: list[str], n: int) -> list[str]:
@@ -49,25 +49,25 @@ def timing_feeds(encode: Callable[[list[str]], tuple[Feeds, list[bool]]], texts:
     return [encode([t])[0] for t in sample], [encode(b)[0] for b in batches]
 
 
-def time_engine(run: Callable[[Feeds], Any], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, float]:
-    """Median over texts of ms at batch 1; items per second at batch 32. Each is the best of TIMING_ROUNDS
-    passes: on a shared machine other processes only ever add time."""
-    for f in feeds1[:2] + feeds32[:1]:
-        run(f)  # warm-up: first runs allocate and pick kernels
-    ms = [float("inf")] * len(feeds1)
+def best_times(run: Callable[[Feeds], Any], feeds: list[Feeds]) -> list[float]:
+    """ms per call, the best of TIMING_ROUNDS rounds for each input."""
+    ms = [float("inf")] * len(feeds)
     for _ in range(TIMING_ROUNDS):
-        for i, f in enumerate(feeds1):
+        for i, f in enumerate(feeds):
             t = time.perf_counter()
             run(f)
             ms[i] = min(ms[i], 1000 * (time.perf_counter() - t))
+    return ms
+
+
+def time_engine(run: Callable[[Feeds], Any], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, float]:
+    """Median over texts of ms at batch 1; items per second at batch 32. Every call is timed as the best of
+    TIMING_ROUNDS rounds: on a shared machine other processes only ever add time."""
+    for f in feeds1[:2] + feeds32[:1]:
+        run(f)  # warm-up: first runs allocate and pick kernels
+    ms1, ms32 = best_times(run, feeds1), best_times(run, feeds32)
     items = sum(len(next(iter(f.values()))) for f in feeds32)
-    best = float("inf")
-    for _ in range(TIMING_ROUNDS):
-        t = time.perf_counter()
-        for f in feeds32:
-            run(f)
-        best = min(best, time.perf_counter() - t)
-    return {"latency_ms_batch1": statistics.median(ms), "items_per_second_batch32": items / best}
+    return {"latency_ms_batch1": statistics.median(ms1), "items_per_second_batch32": 1000 * items / sum(ms32)}
 
 
 def time_graph(path: Path, tokenizer: Any, texts: list[str], n: int, threads: int | None) -> dict[str, float]:
