@@ -38,6 +38,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except DistillError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a read-only --out, a full disk: say which file, no traceback
+            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("interrupted: work done so far is kept; run the same command again to resume.", err=True)
             raise typer.Exit(130) from None
@@ -125,7 +128,7 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
         typer.echo(f"low confidence: {m['low_confidence']} rows ({m['low_confidence_share']:.0%})")
     if m["invalid"] or m["errors"] or m["skipped"] or m["truncated"]:
         typer.echo(
-            f"invalid answers: {m['invalid']} (kept raw), failed requests: {m['errors']}, "
+            f"invalid answers: {m['invalid']} (kept raw), rows whose request failed: {m['errors']}, "
             f"skipped at budget: {m['skipped']}, truncated texts: {m['truncated']}"
         )
     if m["errors"]:
@@ -273,8 +276,8 @@ def predict_cmd(
 @app.command("run")
 @handle_errors
 def run_cmd(
-    recipe: Path = typer.Argument(..., help="A YAML recipe with label / train / export sections, e.g. pipelines/restaurant-reviews.yaml."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe setting: --set train.epochs=3 (the value is read as YAML). Repeatable."),
+    recipe: Path = typer.Argument(..., metavar="RECIPE", help="A YAML recipe with label / train / export sections, e.g. pipelines/restaurant-reviews.yaml."),
+    set_: list[str] = typer.Option([], "--set", metavar="STAGE.KEY=VALUE", help="Override a recipe setting: --set train.epochs=3 (the value is read as YAML). Repeatable."),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would run or be skipped, and how long it should take; run nothing."),
 ) -> None:
     """Label -> train -> export from one recipe into artifacts/<name>/, skipping stages already done with the same settings."""
@@ -291,7 +294,7 @@ def run_cmd(
 @app.command("report")
 @handle_errors
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="The folder `distill run` wrote (artifacts/<name>), or one stage's run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The folder `distill run` wrote (artifacts/<name>), or one stage's run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN_DIR/report.html)."),
 ) -> None:
     """Rebuild the HTML report from the run folders (labels, student metrics, size and latency, time and money)."""

@@ -24,7 +24,7 @@ from distill.data import load_table, load_texts
 from distill.errors import BadInput, TeacherUnavailable
 from distill.teacher import prompt as P
 from distill.teacher.cache import AnswerCache, default_cache_path
-from distill.teacher.client import Endpoint, Teacher, build_request, estimate_request_tokens
+from distill.teacher.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
 from distill.teacher.pricing import price_for
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -45,7 +45,10 @@ def read_labels_file(path: str) -> dict[str, str]:
     if suffix in (".yaml", ".yml", ".json"):
         import yaml
 
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise BadInput(f"{p}: not valid YAML/JSON ({' '.join(str(e).split())[:200]})") from None
         if isinstance(data, dict) and isinstance(data.get("labels"), (dict, list)):
             data = data["labels"]
         if isinstance(data, list):
@@ -177,7 +180,10 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
         raise BadInput("--batch is the OpenAI Batch API; the local teacher has none. Drop --batch.")
 
     out = Path(out)
-    settings = cfg.resolved()
+    # config.json holds the *resolved* task: labels and descriptions from --labels-file included, in order,
+    # so the train stage and the report read the label set from one place.
+    settings = {**cfg.resolved(), "labels": list(task.labels), "label_descriptions": dict(task.descriptions)}
+    settings["base_url"] = redact_url(settings.get("base_url"))
     runs.start_run(out, "label", settings, argv)
     started = time.perf_counter()
     cache = AnswerCache(Path(cfg.cache) if cfg.cache else default_cache_path())
@@ -186,10 +192,11 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
             result = asyncio.run(_label_async(cfg, task, texts, endpoint, cache, price, out))
     finally:
         cache.close()
+    result["metrics"]["labels"] = list(task.labels)
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     s = result["metrics"]["seconds"]
     result["metrics"]["rows_per_second"] = round(len(texts) / s, 3) if s > 0 else None
-    _write_outputs(out, cfg, task, result)
+    _write_outputs(out, cfg, settings, task, result)
     return result["metrics"]
 
 
@@ -222,19 +229,26 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[st
         elif jobs:
             await _ask_with_progress(teacher, jobs, cfg.concurrency)
         answers.update(cache.get_many(k for k, _ in jobs))
+        if jobs and teacher.tally.errors == len(jobs):
+            # Every request failed (the preflight may have come from the cache): not a labeling run.
+            raise TeacherUnavailable(
+                f"every request to the teacher at {redact_url(endpoint.base_url)} failed "
+                f"(last: {teacher.tally.last_error}); check that the server is up, then run again"
+            )
     finally:
         await teacher.close()
 
-    records = [_record(i, text, answers.get(keys[asked]), task, baseline, teacher.tally.stopped_by_budget)
+    failed = teacher.tally.failed_keys
+    records = [_record(i, text, answers.get(keys[asked]), task, baseline, keys[asked] in failed)
                for i, (text, asked) in enumerate(zip(texts, rows))]
     metrics = _metrics(records, cfg, teacher, price, endpoint, len(requests), cached, truncated, json_mode, baseline)
     return {"records": records, "metrics": metrics}
 
 
-def _record(i: int, text: str, answer: dict[str, Any] | None, task: P.Task, baseline, stopped_by_budget: bool) -> dict:
+def _record(i: int, text: str, answer: dict[str, Any] | None, task: P.Task, baseline, failed: bool) -> dict:
     """One labels.jsonl line. Rows without an answer are kept, marked, never guessed."""
     if answer is None:
-        source = "skipped" if stopped_by_budget else "error"
+        source = "error" if failed else "skipped"  # skipped: never asked (budget cap reached)
         return {"row": i, "text": text, "label": None, "probs": None, "confidence": None, "source": source, "raw": None}
     parsed = P.parse_answer(answer, task.labels, baseline)
     conf = max(parsed.probs.values()) if parsed.probs else None
@@ -259,7 +273,7 @@ def _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, 
         "duplicates": len(records) - unique,
         "labeled": len(labeled),
         "invalid": counts["invalid"],
-        "errors": counts["error"],
+        "errors": counts["error"],  # rows left without an answer because their request failed
         "skipped": counts["skipped"],
         "truncated": truncated,
         "cached": cached,
@@ -298,14 +312,14 @@ async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> 
         bar.close()
 
 
-def _write_outputs(out: Path, cfg: LabelConfig, task: P.Task, result: dict[str, Any]) -> None:
+def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: P.Task, result: dict[str, Any]) -> None:
     tmp = out / "labels.jsonl.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for rec in result["records"]:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     os.replace(tmp, out / "labels.jsonl")
     m = result["metrics"]
-    runs.finish_run(out, "label", cfg.resolved(), m, _card(cfg, task, m))
+    runs.finish_run(out, "label", settings, m, _card(cfg, task, m))
 
 
 def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from distill import runs
 from distill.errors import DistillError
-from distill.teacher.client import Teacher, answer_from_response, is_json_request
+from distill.teacher.client import Teacher, answer_from_response, is_json_request, redact_url
 
 FINAL = {"completed", "failed", "expired", "cancelled"}
 
@@ -47,7 +47,11 @@ async def _collect(teacher: Teacher, file_id: str | None, pending: dict[str, dic
     for line in content.text.splitlines():
         if not line.strip():
             continue
-        item = json.loads(line)
+        try:
+            item = json.loads(line)
+        except ValueError:
+            teacher.tally.errors += 1
+            continue
         key, response = item.get("custom_id"), item.get("response") or {}
         if key not in pending or response.get("status_code") != 200:
             teacher.tally.errors += key in pending
@@ -61,6 +65,19 @@ async def _collect(teacher: Teacher, file_id: str | None, pending: dict[str, dic
 
 
 async def run_batch(teacher: Teacher, jobs: list[tuple[str, dict[str, Any]]], out: Path, poll_seconds: float) -> None:
+    import openai
+
+    try:
+        await _run_batch(teacher, jobs, out, poll_seconds)
+    except openai.APIError as e:
+        # vLLM, Ollama and llama.cpp have no Batch API; a bad key or a lost file lands here too.
+        raise DistillError(
+            f"the Batch API at {redact_url(teacher.endpoint.base_url)} failed: {teacher.scrub(' '.join(str(e).split())[:300])}. "
+            "Answers collected so far are cached; fix the cause and run again, or drop --batch."
+        ) from None
+
+
+async def _run_batch(teacher: Teacher, jobs: list[tuple[str, dict[str, Any]]], out: Path, poll_seconds: float) -> None:
     from tqdm.auto import tqdm
 
     if teacher.max_cost is not None:

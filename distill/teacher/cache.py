@@ -34,17 +34,23 @@ def request_key(teacher_id: str, request: dict[str, Any]) -> str:
 class AnswerCache:
     def __init__(self, path: Path):
         self.path = Path(path)
+        db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            db = sqlite3.connect(self.path, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            db.commit()
         except (OSError, sqlite3.Error) as e:
-            raise BadInput(f"cannot open the answer cache at {self.path} ({e}); pass --cache PATH") from None
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL)"
-        )
-        self.db.commit()
+            if db is not None:
+                db.close()
+            raise BadInput(
+                f"cannot use the answer cache at {self.path} ({e}); is it a distill cache? Pass --cache PATH"
+            ) from None
+        self.db = db
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         keys = list(dict.fromkeys(keys))

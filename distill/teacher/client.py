@@ -86,6 +86,7 @@ class Tally:
     cost_usd: float = 0.0
     stopped_by_budget: bool = False
     last_error: str | None = None
+    failed_keys: set[str] = field(default_factory=set)
 
 
 class Teacher:
@@ -108,6 +109,11 @@ class Teacher:
             timeout=endpoint.timeout,
             max_retries=endpoint.max_retries,
         )
+
+    def scrub(self, text: str) -> str:
+        """Error text goes to metrics.json and the terminal: never let the API key ride along."""
+        key = self.endpoint.api_key
+        return text.replace(key, "***") if key and len(key) > 3 else text
 
     def key(self, request: dict[str, Any]) -> str:
         return request_key(self.endpoint.teacher_id, {"kind": self.endpoint.kind, "v": P.TEMPLATE_VERSION, **request})
@@ -142,7 +148,7 @@ class Teacher:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        url = self.endpoint.base_url
+        url = redact_url(self.endpoint.base_url)
         try:
             answer = await self._call(request)
         except openai.AuthenticationError:
@@ -150,16 +156,16 @@ class Teacher:
         except openai.NotFoundError as e:
             raise BadInput(
                 f"the teacher at {url} does not serve model {self.endpoint.model!r} on the "
-                f"{self.endpoint.kind} endpoint ({_short(e)}); check --teacher, or --endpoint chat|completions"
+                f"{self.endpoint.kind} endpoint ({self.scrub(_short(e))}); check --teacher, or --endpoint chat|completions"
             ) from None
         except (openai.APIConnectionError, openai.APITimeoutError):
             raise TeacherUnavailable(
                 f"cannot reach the teacher at {url}; start the server or fix --base-url / OPENAI_BASE_URL"
             ) from None
         except openai.BadRequestError as e:
-            raise BadInput(f"the teacher at {url} refused the request: {_short(e)}") from None
+            raise BadInput(f"the teacher at {url} refused the request: {self.scrub(_short(e))}") from None
         except openai.APIError as e:
-            raise DistillError(f"the teacher at {url} failed after {self.endpoint.max_retries} retries: {_short(e)}") from None
+            raise DistillError(f"the teacher at {url} failed after {self.endpoint.max_retries} retries: {self.scrub(_short(e))}") from None
         self._account(answer, request)
         self.cache.put(key, answer)
         return answer
@@ -186,7 +192,8 @@ class Teacher:
                     answer = await self._call(request)
                 except Exception as e:  # after the client's own retries: count it, keep going
                     self.tally.errors += 1
-                    self.tally.last_error = f"{type(e).__name__}: {_short(e)}"
+                    self.tally.failed_keys.add(key)
+                    self.tally.last_error = f"{type(e).__name__}: {self.scrub(_short(e))}"
                     on_answer(key)
                     continue
                 finally:
@@ -214,6 +221,19 @@ def estimate_request_tokens(request: dict[str, Any]) -> tuple[int, int]:
     else:
         prompt = estimate_tokens(request.get("prompt", ""))
     return prompt, int(request.get("max_tokens") or 1)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A base URL fit for files and logs: no user:password@ and no query string (keys hide there)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _short(e: BaseException) -> str:

@@ -265,3 +265,50 @@ def test_other_input_formats(fake_openai, tmp_path, suffix):
     r = run_label(str(src), *base_args(fake_openai, tmp_path / "run", *col))
     assert r.exit_code == 0, r.output
     assert [x["text"] for x in read_rows(tmp_path / "run")] == TEXTS[:3]
+
+
+def test_a_file_that_is_not_a_cache_is_a_clear_error(fake_openai, reviews, tmp_path):
+    bogus = tmp_path / "cache.sqlite"
+    bogus.write_text("this is not sqlite, just text " * 100)
+    r = run_label(str(reviews), *base_args(fake_openai, tmp_path / "run", "--cache", str(bogus)))
+    assert r.exit_code == 2 and "is it a distill cache" in r.output
+
+
+def test_malformed_labels_file_is_a_clear_error(fake_openai, reviews, tmp_path):
+    lf = tmp_path / "labels.yaml"
+    lf.write_text("positive: [unclosed\n")
+    r = runner.invoke(app, ["label", str(reviews), "--labels-file", str(lf), "--teacher", "m", "--base-url", fake_openai.base_url, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "not valid YAML" in r.output
+
+
+def test_labels_from_a_file_are_recorded_in_order_for_the_next_stage(fake_openai, reviews, tmp_path):
+    lf = tmp_path / "labels.txt"
+    lf.write_text("negative: would not return\npositive: would return\n")
+    out = tmp_path / "run"
+    r = run_label(str(reviews), "--labels-file", str(lf), "--teacher", "m", "--base-url", fake_openai.base_url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["labels"] == ["negative", "positive"]
+    assert json.loads((out / "metrics.json").read_text())["labels"] == ["negative", "positive"]
+
+
+def test_server_gone_after_a_cached_preflight_is_not_a_finished_run(fake_openai, reviews, tmp_path):
+    """The calibration answer comes from the cache, every row fails: say so, exit 2, no manifest."""
+    out = tmp_path / "run"
+    assert run_label(str(reviews), *base_args(fake_openai, out, "--max-rows", "1")).exit_code == 0
+    fake_openai.fail = {"": ["500"] * 100}
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--max-retries", "0"))
+    assert r.exit_code == 2 and fake_openai.base_url in r.output and "every request" in r.output
+    assert not (out / "manifest.json").exists()
+
+
+def test_api_key_echoed_by_a_server_never_reaches_metrics(fake_openai, reviews, tmp_path):
+    from distill.teacher.client import Endpoint, Teacher
+    from distill.teacher.cache import AnswerCache
+    from distill.teacher.pricing import Price
+
+    t = Teacher(Endpoint("http://x/v1", "m", "chat", "m", api_key="sk-live-abcdef"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
+    assert "sk-live" not in t.scrub("401: invalid key sk-live-abcdef provided")
+    from distill.teacher.client import redact_url
+
+    assert redact_url("https://user:pw@host.example:8443/v1?api-key=secret") == "https://host.example:8443/v1"
