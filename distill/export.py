@@ -68,8 +68,10 @@ def load_train_run(path: str | Path | None, max_length: int | None = None) -> Tr
     labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
     if len(labels) < 2 or any(lab is None for lab in labels):
         raise BadInput(f"{model_dir}/config.json: id2label must name every class 0..n-1 (got {id2label})")
+    # The length train actually used (its request capped by the model and tokenizer), else its request.
+    trained = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
     settings = read_json(run / "config.json").get("settings", {}) if (run / "config.json").is_file() else {}
-    max_length = max_length or settings.get("max_length") or 128
+    max_length = max_length or trained.get("max_length") or settings.get("max_length") or 128
     limit = mc.get("max_position_embeddings")
     if limit and max_length > limit:
         raise BadInput(f"max_length {max_length} is over the model's {limit} positions; pass --max-length {limit} or less")

@@ -13,6 +13,7 @@ shared library, found on disk without importing the package (its __init__ import
 from __future__ import annotations
 
 import csv
+import io
 import importlib.util
 import json
 from pathlib import Path
@@ -194,7 +195,7 @@ def read_texts(path: str | Path) -> list[str]:
             texts.append(row["text"])
         return texts
     if suffix == ".csv":
-        rows = list(csv.DictReader(raw.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(raw, newline="")))
         if rows and "text" not in rows[0]:
             raise BadInput(f"{p}: no `text` column (columns: {list(rows[0])})")
         return [r["text"] for r in rows]

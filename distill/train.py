@@ -101,7 +101,8 @@ def read_data(cfg: TrainConfig) -> LabeledData:
     if not cfg.data:
         raise BadInput("no training data: pass a finished label run folder or a labeled .csv/.jsonl/.parquet file")
     path = Path(cfg.data)
-    if path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
+    saved_dataset = any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+    if path.is_dir() and not saved_dataset:
         return read_label_run(path, cfg.min_confidence)
     if cfg.min_confidence is not None:
         raise BadInput(f"--min-confidence needs the teacher's probabilities, and {cfg.data} is a plain labeled file; "
