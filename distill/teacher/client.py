@@ -72,6 +72,8 @@ def answer_from_response(resp: dict[str, Any], json_mode: bool) -> dict[str, Any
         "top": [[t, lp] for t, lp in tops] if tops else None,
         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
         "completion_tokens": int(usage.get("completion_tokens") or 0),
+        # Prompt tokens the server served from its prefix cache (OpenAI and llama.cpp both report it).
+        "cached_tokens": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
     }
 
 
@@ -82,6 +84,7 @@ class Tally:
     teacher_calls: int = 0
     errors: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped_by_budget: bool = False
@@ -135,6 +138,7 @@ class Teacher:
         cost = self.price.cost(answer["prompt_tokens"], answer["completion_tokens"])
         self.tally.teacher_calls += 1
         self.tally.prompt_tokens += answer["prompt_tokens"]
+        self.tally.cached_prompt_tokens += answer.get("cached_tokens", 0)
         self.tally.completion_tokens += answer["completion_tokens"]
         self.tally.cost_usd += cost
         self._estimated += self.estimate_cost(request, raw=True)
