@@ -109,7 +109,8 @@ def main() -> None:
     with open(gold, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *test_rows])
 
-    lcfg = LabelConfig(input=str(texts), labels=LABELS, instructions=INSTRUCTIONS, teacher="local",
+    # A long timeout: on a busy 2-core machine 8 slots of a ~250-token prompt can take minutes per batch.
+    lcfg = LabelConfig(input=str(texts), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", concurrency=4, timeout=900,
                        examples=[Example(text=t, label=lab) for t, lab in examples], cache=str(OUT / "quality-teacher.sqlite"))  # shared: a quick run pre-pays the full one
     lm = reuse_or_run(label, lcfg, work / "label", "label")
     results = {}

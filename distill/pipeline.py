@@ -203,8 +203,9 @@ def _has_checkpoints(out: Path) -> bool:
 
 # --- estimates ----------------------------------------------------------------------------------------
 
-# Measured on the 2-core CPU machine (DESIGN.md): the embedded Gemma teacher, MiniLM fine-tuning, export.
-LOCAL_TEACHER_S_PER_ROW = (0.3, 0.5)
+# Measured on the 2-core CPU machine. The embedded Gemma teacher reads the whole prompt for every text:
+# 1.28 s/row for the restaurant recipe's ~280-token prompt (2026-11), so time goes with prompt length.
+LOCAL_TEACHER_MS_PER_TOKEN = (3.5, 5.5)
 MINILM_SAMPLES_PER_S = 12.0
 GPU_SPEEDUP = 20.0
 EXPORT_S = (40.0, 90.0)
@@ -213,16 +214,17 @@ MINILM_COST = 6 * 384 * 384  # layers x hidden^2: how per-token compute scales a
 
 def _estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
     by_stage = {s.stage: s for s in steps}
-    rows = _count_rows(cfg)
+    texts = _texts(cfg)
+    rows, unique = len(texts), len(set(texts))
     lab = by_stage["label"]
-    cores = os.cpu_count() or 2
     if lab.action == "skip":
         lab.note = "finished earlier with the same settings"
     elif cfg.label.teacher == "local":
+        cores = os.cpu_count() or 2
         scale = 2 / max(1, min(cores, cfg.label.threads or cores))
-        lo, hi = (rows * s * scale for s in LOCAL_TEACHER_S_PER_ROW)
-        lab.seconds = (lo, hi)
-        lab.note = f"{rows} rows, embedded teacher at {LOCAL_TEACHER_S_PER_ROW[0]}-{LOCAL_TEACHER_S_PER_ROW[1]} s/row on 2 cores; cached rows are free"
+        tokens = _prompt_tokens(cfg, texts)
+        lab.seconds = tuple(unique * tokens * ms / 1000 * scale for ms in LOCAL_TEACHER_MS_PER_TOKEN)  # type: ignore[assignment]
+        lab.note = f"{rows} rows, embedded teacher, ~{tokens} prompt tokens a row; answers already cached are free"
     else:
         lab.seconds = (rows * 0.3 / cfg.label.concurrency, rows * 3.0 / cfg.label.concurrency)
         lab.note = f"{rows} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
@@ -251,11 +253,20 @@ def _estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
         ex.note = "ONNX export, int8 quantization, parity and latency checks" if cfg.export.quantize == "int8" else "ONNX export, parity and latency checks"
 
 
-def _count_rows(cfg: PipelineConfig) -> int:
+def _texts(cfg: PipelineConfig) -> list[str]:
     from distill.data import load_texts
 
-    n = len(load_texts(cfg.label.input, cfg.label.text_column))
-    return min(n, cfg.label.max_rows) if cfg.label.max_rows else n
+    texts = load_texts(cfg.label.input, cfg.label.text_column)
+    return texts[: cfg.label.max_rows] if cfg.label.max_rows else texts
+
+
+def _prompt_tokens(cfg: PipelineConfig, texts: list[str]) -> int:
+    """Tokens the teacher reads per text: the prompt label builds around an average text, at ~4 characters a token."""
+    from distill.label import resolve_task
+    from distill.teacher.prompt import completion_prompt
+
+    mean_chars = sum(min(len(t), cfg.label.max_text_chars) for t in texts) / max(1, len(texts))
+    return round((len(completion_prompt(resolve_task(cfg.label), "")) + mean_chars) / 4)
 
 
 def _train_schedule(cfg: PipelineConfig, train_rows: int) -> tuple[int, float]:

@@ -274,11 +274,14 @@ def _gold_section(run: Path | None) -> str:
     if m.get("gold_accuracy") is None:
         return _section("gold", "Against gold labels",
                         '<p class="muted">No gold labels were given (train.gold), so only agreement with the teacher is known.</p>')
-    verdict = ""
     if m.get("teacher_gold_accuracy") is not None:
         diff = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
         verdict = f"<p>The student is {abs(diff):.1f} points {'above' if diff >= 0 else 'below'} its teacher on the same gold rows.</p>"
-    return _section("gold", "Against gold labels", f"{verdict}<figure>{plot_gold(m)}<figcaption>Accuracy and macro F1 on gold labels</figcaption></figure>")
+    else:
+        verdict = ("<p>The teacher did not label the gold texts, so only the student is scored here. Add the gold "
+                   "texts to label.input to compare the two: train keeps them out of training.</p>")
+    return _section("gold", "Against gold labels", f"{verdict}<figure>{plot_gold(m)}<figcaption>Accuracy and macro F1 on "
+                    f"{m.get('gold_rows', 'the')} gold rows</figcaption></figure>")
 
 
 def _deploy_section(train: Path | None, export: Path | None) -> str:
@@ -289,7 +292,10 @@ def _deploy_section(train: Path | None, export: Path | None) -> str:
         ["model", "size", "ms/text, batch 1", "ms/text, batch 32", "accuracy (validation)"],
         [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), _pct(r.get("accuracy"))] for r in rows],
     )
-    return _section("deploy", "Size and speed: PyTorch vs ONNX", f"<figure>{plot_size_latency(rows)}</figure>{table}")
+    m = _metrics(export)
+    how = (f"<p class=\"muted\">Measured by the export on the machine that ran it: {m.get('timed_texts', '?')} validation "
+           f"texts, {m.get('threads', '?')} thread(s), the model call only (tokenization not timed).</p>") if m else ""
+    return _section("deploy", "Size and speed: PyTorch vs ONNX", f"<figure>{plot_size_latency(rows)}</figure>{table}{how}")
 
 
 def _num(v: Any) -> str:
@@ -359,7 +365,7 @@ figure {{ margin: 6px 12px 6px 0; }}
 img {{ max-width: 100%; height: auto; }}
 .row {{ display: flex; flex-wrap: wrap; align-items: flex-start; gap: 12px; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: 12px; }}
-.card {{ flex: 1 1 180px; background: #f1f5fb; border-radius: 8px; padding: 12px 14px; font-size: 13px; }}
+.card {{ flex: 1 1 140px; background: #f1f5fb; border-radius: 8px; padding: 12px 14px; font-size: 13px; }}
 .card .big {{ font-size: 24px; font-weight: 650; color: #1f4e8c; }}
 table {{ border-collapse: collapse; font-size: 14px; margin: 8px 0; }}
 th, td {{ text-align: left; padding: 5px 10px; border-bottom: 1px solid #eceef1; vertical-align: top; }}

@@ -208,7 +208,7 @@ def test_changed_settings_start_a_stage_from_an_empty_folder(fake, recipe, tmp_p
 def test_plan_prints_an_estimate_per_stage(fake, recipe):
     run(recipe)
     label_line, train_line, export_line = run.lines[1:4]
-    assert label_line.split()[0] == "label" and "embedded teacher" in label_line and "4 rows" in label_line
+    assert label_line.split()[0] == "label" and "4 rows, embedded teacher, ~" in label_line
     assert "rows x 1 epochs at most" in train_line
     assert export_line.split()[:3] == ["export", "~1-2", "min"]
     assert run.lines[-1].startswith("export: done in")
