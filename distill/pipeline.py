@@ -333,7 +333,11 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
         say(line)
     root.mkdir(parents=True, exist_ok=True)
     state = _read_state(root)
-    state["recipe"] = {"name": cfg.name, "description": cfg.description, "settings": cfg.resolved()}
+    from distill.teacher.client import redact_url
+
+    recorded = cfg.resolved()
+    recorded["label"]["base_url"] = redact_url(cfg.label.base_url)  # keys can hide in a URL; never write them
+    state["recipe"] = {"name": cfg.name, "description": cfg.description, "settings": recorded}
     stages = state.setdefault("stages", {})
     for step in steps:
         if step.action == "skip":

@@ -258,3 +258,9 @@ def test_a_filling_teacher_cache_is_not_a_changed_setting(fake, recipe, tmp_path
     cache.write_bytes(b"v2: more answers")
     fake.ran()
     assert [s.action for s in run(recipe, f"label.cache={cache}")] == ["skip", "skip", "skip"]
+
+
+def test_pipeline_state_never_holds_a_key_from_the_base_url(fake, recipe, tmp_path):
+    run(recipe, "label.base_url=https://user:sk-secret@example.com/v1?api-key=sk-other")
+    state = (tmp_path / "artifacts" / "demo" / "pipeline.json").read_text()
+    assert "sk-secret" not in state and "sk-other" not in state and "https://example.com/v1" in state
