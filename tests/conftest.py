@@ -68,6 +68,22 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+@pytest.fixture(autouse=True)
+def _private_answer_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own teacher answer cache, so no test is served by another's answers."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "teacher-cache.sqlite"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def fake_openai():
+    """A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py)."""
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
 def make_train_run(out: Path, model_dir: Path, val: list[dict], max_length: int = 32) -> Path:
     """A finished train run folder as distill/train.py writes it (model/, val.jsonl, manifest), from a model
     folder saved with save_pretrained: lets the export tests run without training."""
