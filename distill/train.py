@@ -205,6 +205,11 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     rank, world_size = D.world()
     cuda = torch.cuda.is_available()
     precision = D.pick_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    from transformers import set_seed
+
+    # Before loading: the fresh classification head is drawn from the global RNG, so without this the
+    # same command gives a different model depending on what ran earlier in the process.
+    set_seed(cfg.seed)
     model, tokenizer = D.load_student(cfg.student, data.labels, cfg.trust_remote_code)
     limits = [cfg.max_length, getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
     max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
