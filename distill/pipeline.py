@@ -329,6 +329,12 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
     """Run what the plan says to run, one stage after another; write the report at the end."""
     root = run_root(cfg)
     steps = plan(cfg)
+    if cfg.label.dry_run:
+        # Only the estimate: no folder is touched (a finished label run stays), no later stage runs.
+        estimate = stage_function("label")(cfg.label, root / "label")
+        say(f"label: dry run, nothing sent to the teacher: {result_line('label', estimate)}")
+        say("stopping here: set label.dry_run to false to label, train and export.")
+        return steps[:1]
     for line in describe_plan(cfg, steps):
         say(line)
     root.mkdir(parents=True, exist_ok=True)
@@ -352,11 +358,6 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
         t0 = time.perf_counter()
         step.result = stage_function(step.stage)(step.config, step.out) or {}
         seconds = time.perf_counter() - t0
-        if step.stage == "label" and cfg.label.dry_run:
-            say(f"label: dry run, nothing sent to the teacher: {result_line('label', step.result)}")
-            say("stopping here: set label.dry_run to false to label, train and export.")
-            write_json(root / STATE_FILE, state)
-            return steps
         manifest = require_finished(step.out, step.stage)
         stages[step.stage] = {
             "key": step.key,

@@ -30,6 +30,8 @@ class FakeStages:
 
     def label(self, cfg, out: Path) -> dict:
         self.calls.append(("label", cfg.model_copy()))
+        if cfg.dry_run:  # like the real stage: an estimate, and no folder written
+            return {"rows": 4, "est_cost_usd": 0.0, "est_prompt_tokens": 100}
         start_run(out, "label", cfg.resolved())
         texts = Path(cfg.input).read_text().split("\n")
         rows = [
@@ -119,6 +121,19 @@ def test_second_run_skips_everything(fake, recipe):
     assert fake.ran() == []
     assert [s.action for s in steps] == ["skip", "skip", "skip"]
     assert any(line.startswith("train: skipped") for line in run.lines)
+
+
+def test_dry_run_estimates_only_and_keeps_the_finished_label_run(fake, recipe, tmp_path):
+    run(recipe)
+    fake.ran()
+    label_dir = tmp_path / "artifacts" / "demo" / "label"
+    before = (label_dir / "labels.jsonl").read_text()
+    for sets in (["label.dry_run=true"], ["label.dry_run=true", "label.max_rows=2"]):  # same, then changed settings
+        run(recipe, *sets)
+        assert fake.ran() == ["label"]  # no train, no export
+        assert (label_dir / "labels.jsonl").read_text() == before
+        require_finished(label_dir, "label")
+        assert any("dry run" in line for line in run.lines)
 
 
 def test_export_change_reruns_export_only(fake, recipe):
