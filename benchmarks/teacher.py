@@ -39,12 +39,16 @@ def main() -> None:
             w.writerow(["text"])
             w.writerows([t] for t, _ in test)
         truth = [lab for _, lab in test]
-        for name, shots, calibrate in [("0-shot", [], True), ("6-shot", examples, False), ("6-shot, calibrated", examples, True)]:
+        settings = [("0-shot", [], "none"), ("0-shot, batch-calibrated", [], "batch"), ("6-shot", examples, "none"),
+                    ("6-shot, content-free calibrated", examples, "content-free"), ("6-shot, batch-calibrated", examples, "batch")]
+        for name, shots, calibration in settings:
             cfg = LabelConfig(
-                input=str(src), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", calibrate=calibrate,
-                examples=[Example(text=t, label=lab) for t, lab in shots], cache=str(Path(tmp) / f"{name}.sqlite"),
+                input=str(src), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", calibration=calibration,
+                examples=[Example(text=t, label=lab) for t, lab in shots], cache=str(Path(tmp) / f"{len(shots)}-shot.sqlite"),
             )
             out = Path(tmp) / name.replace(" ", "").replace(",", "-")
+            # Calibration changes only how answers are read, so settings that share a prompt share a cache.
+            cold = not Path(cfg.cache).exists()
             first = label(cfg, out)
             again = label(cfg, out)  # the rerun: everything from the cache
             got = [json.loads(line)["label"] for line in (out / "labels.jsonl").read_text().splitlines()]
@@ -54,8 +58,8 @@ def main() -> None:
                 "sentences": len(truth),
                 "accuracy": round(correct / len(truth), 4),
                 "invalid": first["invalid"],
-                "rows_per_second": first["rows_per_second"],
-                "seconds": first["seconds"],
+                "rows_per_second": first["rows_per_second"] if cold else None,  # None: answers came from the cache
+                "seconds": first["seconds"] if cold else None,
                 "rerun_teacher_calls": again["teacher_calls"],
             })
     head = ["setting", "sentences", "accuracy", "invalid", "rows_per_second", "seconds", "rerun_teacher_calls"]

@@ -80,7 +80,7 @@ def label_command(
     max_retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 6)."),
     max_rows: Optional[int] = typer.Option(None, help="Label only the first N rows."),
     max_text_chars: Optional[int] = typer.Option(None, help="Longer texts are truncated and counted (default 4000)."),
-    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Contextual calibration (default on)."),
+    calibration: Optional[str] = typer.Option(None, help="batch (default) | content-free | none: how label probabilities are de-biased."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print rows, tokens and cost; call nothing."),
     max_cost: Optional[float] = typer.Option(None, help="Stop before spending more than this many USD."),
     price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens, for models not in the price table."),
@@ -98,7 +98,7 @@ def label_command(
         input=input, labels=split_csv(labels) or None, labels_file=labels_file, teacher=teacher,
         teacher_model=teacher_model, base_url=base_url, endpoint=endpoint, text_column=text_column,
         examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
-        max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibrate=calibrate,
+        max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibration=calibration,
         max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
         batch_poll_seconds=poll_seconds,
     )

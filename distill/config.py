@@ -48,7 +48,9 @@ class LabelConfig(_Config):
     max_retries: int = Field(6, ge=0)
     max_rows: int | None = Field(None, ge=1)
     max_text_chars: int = Field(4000, ge=16)  # longer texts are truncated and counted
-    calibrate: bool = True  # contextual calibration of label probabilities against a content-free input
+    # How the teacher's label probabilities are corrected for its bias (label.py says why "batch" is the default):
+    # batch: divide by the mean probability over this run's texts; content-free: by the answer for "N/A".
+    calibration: Literal["batch", "content-free", "none"] = "batch"
     low_confidence: float = Field(0.6, gt=0, le=1)  # rows whose top probability is below this are "unsure"
     dry_run: bool = False
     max_cost: float | None = Field(None, ge=0)

@@ -190,8 +190,20 @@ def probs_from_logprobs(tops: list[tuple[str, float]], labels: Sequence[str]) ->
     return {lab: m / total for lab, m in mass.items()}
 
 
+def batch_baseline(all_probs: list[dict[str, float]], labels: Sequence[str]) -> dict[str, float] | None:
+    """The teacher's average probability per label over many texts (batch calibration, Zhou et al. 2023).
+
+    A small teacher leans towards one label whatever the text (the last few-shot example's label, the
+    more frequent word); on a roughly balanced set that lean shows up as this mean. Too few texts give a
+    noisy mean, so below 10 per label there is no baseline.
+    """
+    if len(all_probs) < 10 * len(labels):
+        return None
+    return {lab: sum(p[lab] for p in all_probs) / len(all_probs) for lab in labels}
+
+
 def calibrate(probs: dict[str, float], baseline: dict[str, float] | None) -> dict[str, float]:
-    """Contextual calibration: divide by the teacher's prior on a content-free input, renormalise."""
+    """Divide by the teacher's baseline probabilities (its bias), renormalise."""
     if not baseline:
         return probs
     scaled = {lab: p / max(baseline.get(lab, 1.0), 1e-6) for lab, p in probs.items()}

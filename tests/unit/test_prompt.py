@@ -134,3 +134,13 @@ def test_request_is_deterministic_for_the_cache_key():
     a = json.dumps(build_request(TASK, "x", "completions", False), sort_keys=True)
     b = json.dumps(build_request(TASK, "x", "completions", False), sort_keys=True)
     assert a == b
+
+
+def test_batch_calibration_removes_a_lean_shared_by_every_text():
+    # A teacher that leans "positive" on everything: true negatives still come out positive, barely.
+    leaning = [{"positive": 0.9, "negative": 0.1}] * 10 + [{"positive": 0.6, "negative": 0.4}] * 10
+    base = P.batch_baseline(leaning, ("positive", "negative"))
+    assert base == pytest.approx({"positive": 0.75, "negative": 0.25})
+    fixed = [P.calibrate(p, base) for p in leaning]
+    assert max(fixed[0], key=fixed[0].get) == "positive" and max(fixed[-1], key=fixed[-1].get) == "negative"
+    assert P.batch_baseline(leaning[:19], ("positive", "negative")) is None  # too few texts: no baseline
