@@ -101,3 +101,27 @@ def test_a_bad_recipe_value_names_the_key_and_exits_2(recipe):
     result = CliRunner().invoke(app, ["run", str(recipe), "--set", "train.learning_rate=-1"])
     assert result.exit_code == 2
     assert "train.learning_rate: Input should be greater than 0" in result.output
+
+
+def test_a_three_label_recipe_runs_end_to_end(tmp_path, tiny_bert_dir):
+    labels = ["billing", "delivery", "bug"]
+    texts = [f"ticket {i}: a {labels[i % 3]} problem with order {i}" for i in range(36)]
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    with FakeOpenAI(labels=tuple(labels)) as server:
+        path = tmp_path / "tickets.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "tickets", "artifacts": str(tmp_path / "artifacts"),
+            "label": {"input": "t.txt", "labels": labels, "teacher": "fake-teacher", "base_url": server.base_url,
+                      "cache": str(tmp_path / "c.sqlite")},
+            "train": {"student": str(tiny_bert_dir), "epochs": 1, "batch_size": 8, "max_length": 32},
+            "export": {"latency_texts": 4, "max_accuracy_drop": 100},
+        }))
+        result = invoke("run", str(path))
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "artifacts" / "tickets"
+    assert json.loads((root / "export" / "labels.json").read_text())["labels"] == labels
+    train_metrics = json.loads((root / "train" / "metrics.json").read_text())
+    assert len(train_metrics["confusion_matrix"]) == 3
+    page = (root / "report.html").read_text()
+    # label distribution, confidence, confusion matrix, size/latency, time; no gold chart without gold
+    assert page.count("<img") == 5 and "No gold labels were given" in page
