@@ -117,6 +117,18 @@ def tokenizer_in_graph(cfg: "ExportConfig", train: "TrainRun", out: Path, metric
     for o in pre.opset_import:
         if o.domain in ("", "ai.onnx"):
             o.version = opset
+    # The extensions' graph declares domains it never uses (ai.onnx.nchwc, org.pytorch.aten, ...); a fused
+    # classifier can declare one of them at another version, which merge_models refuses. Keep only what the
+    # tokenizer's nodes use, and give a domain both sides use the higher version.
+    used = {n.domain for n in pre.graph.node} | {"", "ai.onnx"}
+    kept = [o for o in pre.opset_import if o.domain in used]
+    del pre.opset_import[:]
+    pre.opset_import.extend(kept)
+    clf_versions = {o.domain: o for o in clf.opset_import}
+    for o in pre.opset_import:
+        twin = clf_versions.get(o.domain)
+        if twin is not None and twin.version != o.version:
+            o.version = twin.version = max(o.version, twin.version)
     pre.ir_version = clf.ir_version
     merged = onnx.compose.merge_models(pre, clf, io_map=[(f"tok_{n}", n) for n in names])
     g = merged.graph

@@ -239,3 +239,21 @@ def test_fallback_recipe_keeps_the_feed_forward_outputs_in_fp32(tiny_export: Pat
     }
     assert set(names) <= fp32_matmuls["ffn"] and not set(names) & fp32_matmuls["all"]
     assert (tmp_path / "all.onnx").stat().st_size < (tmp_path / "ffn.onnx").stat().st_size
+
+
+def test_tokenizer_in_graph_merges_with_a_fused_classifier(tiny_train_run, tmp_path, monkeypatch):
+    """A second export in a process that already converted to ORT (the tiny_export fixture does) with the
+    fused graph kept: the extensions' tokenizer graph then declares extra domains, which merge_models
+    refused (seen in CI). Fusions are kept or not by timings, so the test forces them."""
+    import distill.export as export_module
+    from distill.cli import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setattr(export_module, "OPTIMIZE_MARGIN", 1e6)  # keep the fused graph whatever the timings
+    out = tmp_path / "fused"
+    result = CliRunner().invoke(app, ["export", str(tiny_train_run), "--onnx", "--out", str(out), "--with-tokenizer",
+                                      "--latency-texts", "4", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["graph_optimization"]["kept"] == "optimized"
+    assert m["with_tokenizer"]["max_abs_diff_probs"] <= 1e-4
