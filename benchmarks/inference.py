@@ -97,8 +97,8 @@ def main() -> None:
     rows = [[name, round(sizes[name] / 1e6, 1), round(b["ms1"], 2), round(base["ms1"] / b["ms1"], 2),
              round(b["ms32"], 3), round(base["ms32"] / b["ms32"], 2)] for name, b in best.items()]
     m = machine()
-    print(f"\nMiniLM-L6 classifier, {args.texts} restaurant reviews ({tokens:.0f} tokens on average; a batch of 32 is "
-          f"padded to its longest text: {padded32:.0f} tokens per text), {args.threads} thread(s), best of "
+    print(f"\nMiniLM-L6 classifier, {args.texts} restaurant reviews ({tokens:.0f} tokens on average; batches of 32 "
+          f"are grouped by length and padded to {padded32:.0f} tokens per text), {args.threads} thread(s), best of "
           f"{args.rounds} interleaved rounds; model call only\n")
     print(table(["engine", "size MB", "ms/text batch 1", "speed-up", "ms/text batch 32", "speed-up"], rows))
     print(f"\nmachine: {describe_machine(m)}; torch {torch.__version__}")
