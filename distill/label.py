@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from distill import runs
 from distill.config import LabelConfig
-from distill.data import load_table, load_texts
+from distill.data import load_table, load_texts, read_gold
 from distill.errors import BadInput, TeacherUnavailable
 from distill.teacher import prompt as P
 from distill.teacher.cache import AnswerCache, default_cache_path
@@ -171,8 +171,9 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     texts = load_texts(cfg.input, cfg.text_column)
     if cfg.max_rows:
         texts = texts[: cfg.max_rows]
+    gold_texts, gold_targets = read_gold(cfg.gold, list(task.labels), cfg.text_column or "text", "label") if cfg.gold else ([], [])
     if cfg.dry_run:
-        return estimate(cfg, texts, task)
+        return estimate(cfg, texts + gold_texts, task)
     price = price_for(cfg.teacher, is_local(cfg), cfg.price_in, cfg.price_out, cfg.batch)
     if cfg.max_cost is not None and not price.known:
         raise BadInput(f"--max-cost needs a price: {price.source}; pass --price-in and --price-out (USD per 1M tokens)")
@@ -189,9 +190,14 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     cache = AnswerCache(Path(cfg.cache) if cfg.cache else default_cache_path())
     try:
         with open_endpoint(cfg, out) as endpoint:
-            result = asyncio.run(_label_async(cfg, task, texts, endpoint, cache, price, out))
+            # Gold texts are asked with the rest (one calibration for all) and split off afterwards.
+            result = asyncio.run(_label_async(cfg, task, texts + gold_texts, endpoint, cache, price, out, len(gold_texts)))
     finally:
         cache.close()
+    if gold_texts:
+        result["metrics"].update(teacher_gold_scores(result["gold_records"], gold_targets, task.labels))
+        for rec, target in zip(result["gold_records"], gold_targets):
+            rec["true_label"] = task.labels[target]
     result["metrics"]["labels"] = list(task.labels)
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     s = result["metrics"]["seconds"]
@@ -200,7 +206,8 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     return result["metrics"]
 
 
-async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[str, Any]:
+async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: int = 0) -> dict[str, Any]:
+    """Ask the teacher about every text (the last n_gold are gold texts) and read its answers."""
     teacher = Teacher(endpoint, cache, price, cfg.max_cost)
     try:
         # The content-free input doubles as a preflight: it fails fast on a bad URL, key or model, tells
@@ -243,8 +250,31 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out) -> dict[st
         baseline = _batch_baseline(answers.values(), task)
     records = [_record(i, text, answers.get(keys[asked]), task, baseline, keys[asked] in failed)
                for i, (text, asked) in enumerate(zip(texts, rows))]
-    metrics = _metrics(records, cfg, teacher, price, endpoint, len(requests), cached, truncated, json_mode, baseline)
-    return {"records": records, "metrics": metrics}
+    n = len(records) - n_gold
+    records, gold_records = records[:n], records[n:]
+    for i, rec in enumerate(gold_records):
+        rec["row"] = i
+    unique = len(set(rows[:n]))
+    metrics = _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline)
+    return {"records": records, "gold_records": gold_records, "metrics": metrics}
+
+
+def teacher_gold_scores(records: list[dict], targets: list[int], labels: list[str]) -> dict[str, Any]:
+    """The teacher's accuracy and macro-F1 on the gold texts; an invalid or missing answer counts as wrong.
+
+    Plain Python rather than scikit-learn: the label stage is in the core install, which has no sklearn.
+    """
+    pred = [labels.index(r["label"]) if r["label"] in labels else -1 for r in records]
+    f1s = []
+    for k in range(len(labels)):
+        tp = sum(p == k and t == k for p, t in zip(pred, targets))
+        predicted, actual = pred.count(k), targets.count(k)
+        f1s.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
+    return {
+        "teacher_gold_rows": len(targets),
+        "teacher_gold_accuracy": sum(p == t for p, t in zip(pred, targets)) / len(targets),
+        "teacher_gold_macro_f1": sum(f1s) / len(f1s),
+    }
 
 
 def _batch_baseline(answers, task: P.Task) -> dict[str, float] | None:
@@ -334,12 +364,20 @@ def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: 
         for rec in result["records"]:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     os.replace(tmp, out / "labels.jsonl")
+    if result["gold_records"]:
+        with open(out / "gold.jsonl", "w", encoding="utf-8") as f:
+            for rec in result["gold_records"]:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     m = result["metrics"]
     runs.finish_run(out, "label", settings, m, _card(cfg, task, m))
 
 
 def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:
     dist = ", ".join(f"{k}: {v}" for k, v in m["label_distribution"].items()) or "none"
+    gold = ""
+    if "teacher_gold_accuracy" in m:
+        gold = (f"| teacher on `{cfg.gold}` ({m['teacher_gold_rows']} texts with true labels) | accuracy "
+                f"{m['teacher_gold_accuracy']:.1%}, macro-F1 {m['teacher_gold_macro_f1']:.1%} |\n")
     return f"""# Label run
 
 Teacher `{m['teacher']}` ({m['endpoint']} endpoint, {m['mode']} scoring, calibration: {m['calibration']})
@@ -357,6 +395,7 @@ labeled `{cfg.input}` into {', '.join(task.labels)} with {len(task.examples)} fe
 | cost | ${m['cost_usd']:.4f} ({m['price_source']}) |
 | label distribution | {dist} |
 | low-confidence share (< {cfg.low_confidence}) | {m['low_confidence_share']} |
-
+{gold}
 `labels.jsonl` holds one line per input row, in input order: text, label, probs, confidence, source, raw.
+{"`gold.jsonl` holds the same for the gold texts, plus true_label; train never trains on them." if gold else ""}
 """

@@ -15,8 +15,6 @@ picks up its answers from the teacher cache, train resumes from its last checkpo
 from __future__ import annotations
 
 import hashlib
-import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any, Callable
 
 from distill.config import PipelineConfig, build, load_yaml
 from distill.errors import BadInput
+from distill.estimate import estimate, span
 from distill.report_plots import duration
 from distill.runs import MANIFEST, is_finished, read_json, require_finished, settings_hash, write_json
 
@@ -32,13 +31,13 @@ STAGES = ("label", "train", "export")
 STATE_FILE = "pipeline.json"
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
 PATH_KEYS = {
-    "label": ("input", "labels_file", "examples_file", "teacher_model", "cache"),
+    "label": ("input", "gold", "labels_file", "examples_file", "teacher_model", "cache"),
     "train": ("data", "gold", "student"),
     "export": ("model",),
 }
 # Input files whose bytes are part of a stage's key (an edited file is a changed setting). Not the teacher
 # cache (it changes as it fills) nor the GGUF (hundreds of MB; its path is in the settings).
-CONTENT_KEYS = {"label": ("input", "labels_file", "examples_file"), "train": ("data", "gold"), "export": ()}
+CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file"), "train": ("data", "gold"), "export": ()}
 # Where each stage reads its predecessor's run folder, when the recipe does not say.
 UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
 # Settings that change how a run proceeds, not what it produces: left out of the key.
@@ -117,6 +116,8 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     for stage, (key, upstream) in UPSTREAM.items():
         if not getattr(configs[stage], key):
             setattr(configs[stage], key, str(root / upstream))
+    if configs["train"].gold is None:  # one gold file scores teacher (label) and student (train)
+        configs["train"].gold = configs["label"].gold
     return configs
 
 
@@ -181,7 +182,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         if stage == "train" and step.action == "resume" and _has_checkpoints(out):
             step.config.resume = True
         steps.append(step)
-    _estimate(cfg, steps)
+    estimate(cfg, steps)
     return steps
 
 
@@ -201,117 +202,15 @@ def _has_checkpoints(out: Path) -> bool:
     return any(p.is_dir() for p in (out / "checkpoints").glob("checkpoint-*"))
 
 
-# --- estimates ----------------------------------------------------------------------------------------
-
-# Measured on the 2-core CPU machine (2026-11). The embedded Gemma teacher keeps the shared few-shot prefix
-# cached, so a row costs the tokens of its own text: 0.12 s/row for restaurant reviews (~35 new tokens a
-# row), 3.5 ms a token; up to 3x more while other work shares the cores. Plus starting the server.
-LOCAL_TEACHER_MS_PER_TOKEN = (3.0, 12.0)
-LOCAL_TEACHER_START_S = 15.0
-MINILM_SAMPLES_PER_S = 12.0
-GPU_SPEEDUP = 20.0
-EXPORT_S = (30.0, 150.0)  # MiniLM with int8 and the checks: 27 s quiet, 2.2 min on a busy machine (2026-11)
-MINILM_COST = 6 * 384 * 384  # layers x hidden^2: how per-token compute scales across BERT-like students
-
-
-def _estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
-    by_stage = {s.stage: s for s in steps}
-    texts = _texts(cfg)
-    rows, unique = len(texts), len(set(texts))
-    lab = by_stage["label"]
-    if lab.action == "skip":
-        lab.note = "finished earlier with the same settings"
-    elif cfg.label.teacher == "local":
-        cores = os.cpu_count() or 2
-        scale = 2 / max(1, min(cores, cfg.label.threads or cores))
-        tokens = _new_tokens(cfg, texts)
-        lab.seconds = tuple(LOCAL_TEACHER_START_S + unique * tokens * ms / 1000 * scale  # type: ignore[assignment]
-                            for ms in LOCAL_TEACHER_MS_PER_TOKEN)
-        lab.note = f"{rows} rows, embedded teacher, ~{tokens} new prompt tokens a row; answers already cached are free"
-    else:
-        lab.seconds = (rows * 0.3 / cfg.label.concurrency, rows * 3.0 / cfg.label.concurrency)
-        lab.note = f"{rows} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
-    tr = by_stage["train"]
-    if tr.action == "skip":
-        tr.note = "finished earlier with the same settings"
-    else:
-        train_rows = max(1, int(rows * (1 - cfg.train.val_fraction)))
-        steps, epochs = _train_schedule(cfg, train_rows)
-        speed, what = _student_speed(cfg.train.student)
-        gpu = shutil.which("nvidia-smi") is not None
-        if gpu:
-            speed *= GPU_SPEEDUP
-        sec = steps * cfg.train.batch_size / speed + 10
-        tr.seconds = (0.5 * sec, 1.2 * sec)  # early stopping often ends it sooner
-        tr.note = (
-            f"{what}, ~{train_rows} rows x {epochs:g} epochs at most, ~{speed:.0f} samples/s"
-            + (" (GPU)" if gpu else " on CPU")
-            + (", resuming from a checkpoint" if getattr(tr.config, "resume", False) else "")
-        )
-    ex = by_stage["export"]
-    if ex.action == "skip":
-        ex.note = "finished earlier with the same settings"
-    else:
-        ex.seconds = EXPORT_S
-        ex.note = "ONNX export, int8 quantization, parity and latency checks" if cfg.export.quantize == "int8" else "ONNX export, parity and latency checks"
-
-
-def _texts(cfg: PipelineConfig) -> list[str]:
-    from distill.data import load_texts
-
-    texts = load_texts(cfg.label.input, cfg.label.text_column)
-    return texts[: cfg.label.max_rows] if cfg.label.max_rows else texts
-
-
-def _new_tokens(cfg: PipelineConfig, texts: list[str]) -> int:
-    """Prompt tokens the teacher has not seen before, per row: the text and the few tokens around it."""
-    mean_chars = sum(min(len(t), cfg.label.max_text_chars) for t in texts) / max(1, len(texts))
-    return round(mean_chars / 4) + 6  # ~4 characters a token; "Text: ", "\nLabel:"
-
-
-def _train_schedule(cfg: PipelineConfig, train_rows: int) -> tuple[int, float]:
-    """(optimizer steps, epochs) as train will derive them.
-
-    Mirrors distill.distillation.derive_schedule (a test keeps them equal): importing that module pulls in
-    transformers, 5-25 s here, too slow for a plan printed before anything runs.
-    """
-    steps_per_epoch = max(1, math.ceil(train_rows / cfg.train.batch_size))
-    epochs = cfg.train.epochs or float(min(20, max(2, math.ceil(300 / steps_per_epoch))))
-    return cfg.train.max_steps or max(1, math.ceil(steps_per_epoch * epochs)), epochs
-
-
-def _student_speed(student: str) -> tuple[float, str]:
-    """Training samples/s of a student relative to MiniLM, from its config.json when it is a local folder."""
-    cfg_file = Path(student) / "config.json"
-    if cfg_file.is_file():
-        c = read_json(cfg_file)
-        layers, hidden = c.get("num_hidden_layers"), c.get("hidden_size")
-        if layers and hidden:
-            return MINILM_SAMPLES_PER_S * MINILM_COST / (layers * hidden * hidden), f"student {Path(student).name}"
-    if student.lower() in ("minilm", "all-minilm-l6-v2"):
-        return MINILM_SAMPLES_PER_S, "MiniLM student"
-    return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
-
-
-def _span(lo: float, hi: float) -> str:
-    """An estimate as a range people read at a glance: `40-75 s`, `3-5 min`, `1.5-2.5 h`."""
-    if hi < 90:
-        return f"{lo:.0f}-{hi:.0f} s" if round(lo) != round(hi) else f"{hi:.0f} s"
-    if hi < 5400:
-        a, b = max(1, round(lo / 60)), max(1, math.ceil(hi / 60))
-        return f"{a} min" if a >= b else f"{a}-{b} min"
-    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"
-
-
 def describe_plan(cfg: PipelineConfig, steps: list[Step]) -> list[str]:
     lines = [f"distill run {cfg.name}: label -> train -> export into {run_root(cfg)}/"]
     for s in steps:
-        when = "skip" if s.action == "skip" else "~" + _span(*s.seconds)
+        when = "skip" if s.action == "skip" else "~" + span(*s.seconds)
         resume = " (resume)" if s.action == "resume" else ""
         lines.append(f"  {s.stage:<8}{when:<12}{s.note}{resume}")
     lo = sum(s.seconds[0] for s in steps)
     hi = sum(s.seconds[1] for s in steps)
-    lines.append(f"  {'total':<8}~{_span(lo, hi)}")
+    lines.append(f"  {'total':<8}~{span(lo, hi)}")
     return lines
 
 

@@ -278,8 +278,8 @@ def _gold_section(run: Path | None) -> str:
         diff = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
         verdict = f"<p>The student is {abs(diff):.1f} points {'above' if diff >= 0 else 'below'} its teacher on the same gold rows.</p>"
     else:
-        verdict = ("<p>The teacher did not label the gold texts, so only the student is scored here. Add the gold "
-                   "texts to label.input to compare the two: train keeps them out of training.</p>")
+        verdict = ("<p>The teacher did not label the gold texts, so only the student is scored here. Set label.gold "
+                   "to the same file to score both: the teacher labels those texts apart, and train never trains on them.</p>")
     return _section("gold", "Against gold labels", f"{verdict}<figure>{plot_gold(m)}<figcaption>Accuracy and macro F1 on "
                     f"{m.get('gold_rows', 'the')} gold rows</figcaption></figure>")
 

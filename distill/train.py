@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import TrainConfig
-from distill.data import load_table, require_column
+from distill.data import load_table, read_gold, require_column
 from distill.errors import BadInput
 from distill.runs import finish_run, read_json, require_finished, start_run
+from distill.schedule import derive_schedule
 
 INVALID = -1  # the teacher's label index for a row it answered invalidly
 
@@ -80,6 +81,13 @@ def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledDa
         data.soft.append([p / total for p in probs] if total > 0 else [float(i == index[label]) for i in range(len(labels))])
     if not any_probs:
         data.soft = None
+    # The teacher's answers on the label run's gold texts (label --gold): never trained on, only looked up so
+    # that train --gold can score the teacher beside the student.
+    if (path / "gold.jsonl").is_file():
+        for line in (path / "gold.jsonl").read_text(encoding="utf-8").splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if r.get("text") is not None and r["text"] not in data.teacher_by_text:
+                data.teacher_by_text[r["text"]] = index.get(r.get("label"), INVALID)
     return data
 
 
@@ -108,21 +116,6 @@ def read_data(cfg: TrainConfig) -> LabeledData:
         raise BadInput(f"--min-confidence needs the teacher's probabilities, and {cfg.data} is a plain labeled file; "
                        "drop the flag or train on a label run folder.")
     return read_labeled_file(cfg.data, cfg.text_column, cfg.label_column)
-
-
-def read_gold(path: str, labels: list[str], text_column: str, label_column: str) -> tuple[list[str], list[int]]:
-    """Texts with true labels; every label must be one of the training labels."""
-    ds = load_table(path)
-    require_column(ds, text_column, "--text-column")
-    require_column(ds, label_column, "--label-column")
-    gold = [(str(t), str(lab).strip()) for t, lab in zip(ds[text_column], ds[label_column]) if t is not None]
-    unknown = sorted({lab for _, lab in gold if lab not in labels})
-    if unknown:
-        raise BadInput(f"--gold {path}: labels {unknown[:10]} are not in the label set {labels}; "
-                       "rename them or drop those rows.")
-    if not gold:
-        raise BadInput(f"--gold {path}: no rows")
-    return [t for t, _ in gold], [labels.index(lab) for _, lab in gold]
 
 
 def split_rows(data: LabeledData, cfg: TrainConfig, source: str) -> tuple[list[int], list[int]]:
@@ -220,7 +213,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
 
     train_rows, val_rows = subset(train_idx), subset(val_idx)
     weights = D.class_weights([data.targets[i] for i in train_idx], len(data.labels)) if cfg.class_balance == "weight" else None
-    sched = D.derive_schedule(len(train_rows), cfg.batch_size * world_size, cfg.epochs, cfg.max_steps,
+    sched = derive_schedule(len(train_rows), cfg.batch_size * world_size, cfg.epochs, cfg.max_steps,
                               cfg.warmup_ratio, cfg.eval_steps)
     with D.quiet_transformers():
         args = TrainingArguments(

@@ -312,3 +312,32 @@ def test_api_key_echoed_by_a_server_never_reaches_metrics(fake_openai, reviews, 
     from distill.teacher.client import redact_url
 
     assert redact_url("https://user:pw@host.example:8443/v1?api-key=secret") == "https://host.example:8443/v1"
+
+
+def test_gold_texts_are_labeled_apart_and_the_teacher_is_scored_on_them(fake_openai, reviews, tmp_path):
+    import csv
+
+    gold = tmp_path / "gold.csv"
+    with open(gold, "w", newline="", encoding="utf-8") as f:
+        # The fake teacher calls anything with "slow" negative: the third row is its mistake.
+        csv.writer(f).writerows([("text", "label"), ("Lovely terrace.", "positive"), ("Rude staff.", "negative"),
+                                 ("Slow, but worth the wait.", "positive"), ("Bland and cold.", "negative")])
+    out = tmp_path / "run"
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--gold", str(gold)))
+    assert r.exit_code == 0, r.output
+    assert "teacher on 4 gold texts: accuracy 75.0%" in r.output
+    assert [x["text"] for x in read_rows(out)] == TEXTS  # gold texts never reach labels.jsonl
+    g = [json.loads(line) for line in (out / "gold.jsonl").read_text().splitlines()]
+    assert [(x["label"], x["true_label"]) for x in g] == [("positive", "positive"), ("negative", "negative"),
+                                                         ("negative", "positive"), ("negative", "negative")]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rows"] == 6 and m["teacher_gold_rows"] == 4 and m["teacher_gold_accuracy"] == 0.75
+    assert abs(m["teacher_gold_macro_f1"] - (2 / 3 + 4 / 5) / 2) < 1e-9  # positive F1 2/3, negative 4/5
+
+
+def test_gold_labels_outside_the_label_set_are_named(fake_openai, reviews, tmp_path):
+    gold = tmp_path / "gold.csv"
+    gold.write_text("text,label\nFine.,neutral\nGood.,positive\n")
+    r = run_label(str(reviews), *base_args(fake_openai, tmp_path / "run", "--gold", str(gold)))
+    assert r.exit_code == 2 and "['neutral'] are not in the label set" in r.output, r.output
+    assert not (tmp_path / "run" / "manifest.json").exists()

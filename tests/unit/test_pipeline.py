@@ -7,12 +7,15 @@ each call, so the tests see which stages ran and with which config.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from distill import pipeline
+from distill.data import load_texts
 from distill.errors import BadInput
 from distill.runs import finish_run, require_finished, start_run
 
@@ -257,13 +260,21 @@ def test_missing_recipe_file(tmp_path):
         pipeline.load_recipe(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize(("rows", "sets"), [(5, []), (340, []), (5000, []), (340, ["train.epochs=3"]), (340, ["train.max_steps=7"])])
-def test_plan_uses_the_schedule_train_will_use(recipe, rows, sets):
-    from distill.distillation import derive_schedule
+@pytest.mark.parametrize("sets", [[], ["train.epochs=3"], ["train.batch_size=4"]])
+def test_plan_estimates_the_epochs_train_will_run(recipe, sets):
+    from distill.schedule import derive_schedule
 
     cfg = pipeline.load_recipe(recipe, sets)
+    rows = max(1, int(len(load_texts(cfg.label.input, cfg.label.text_column)) * (1 - cfg.train.val_fraction)))
     want = derive_schedule(rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
-    assert pipeline._train_schedule(cfg, rows) == (want.total_steps, want.epochs)
+    note = next(s.note for s in pipeline.plan(cfg) if s.stage == "train")
+    assert f"~{rows} rows x {want.epochs:g} epochs" in note
+
+
+def test_the_plan_imports_no_torch(recipe):
+    code = f"import sys; from distill import pipeline; pipeline.plan(pipeline.load_recipe({str(recipe)!r})); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_a_filling_teacher_cache_is_not_a_changed_setting(fake, recipe, tmp_path):

@@ -226,3 +226,18 @@ def test_bad_students_say_what_works(tmp_path):
 
     ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "vit")
     assert "no sequence-classification head" in _fail([*base, str(tmp_path / "vit")])
+
+
+def test_the_label_runs_gold_answers_score_the_teacher_but_never_train(tmp_path):
+    from distill.train import gold_metrics
+
+    run = make_label_run(tmp_path / "label", toy_rows(20))
+    gold = [("a gold text it got right", "positive", "positive"), ("a gold text it got wrong", "positive", "negative"),
+            ("a gold text it answered badly", None, "negative")]
+    (run / "gold.jsonl").write_text("".join(json.dumps({"row": i, "text": t, "label": lab, "true_label": true}) + "\n"
+                                            for i, (t, lab, true) in enumerate(gold)))
+    data = read_data(TrainConfig(data=str(run)))
+    assert not {t for t, _, _ in gold} & set(data.texts) and len(data.texts) == 20
+    m = gold_metrics(data, [t for t, _, _ in gold] + ["never asked"], [1, 0, 0, 1], [1, 0, 0, 1])
+    assert m["gold_rows"] == 4 and m["gold_accuracy"] == 1.0
+    assert m["teacher_gold_rows"] == 3 and abs(m["teacher_gold_accuracy"] - 1 / 3) < 1e-9

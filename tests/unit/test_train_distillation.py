@@ -12,11 +12,11 @@ from distill.distillation import (
     SoftLabelCollator,
     class_weights,
     classification_metrics,
-    derive_schedule,
     distillation_loss,
     pick_precision,
 )
 from distill.errors import BadInput
+from distill.schedule import derive_schedule
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""How long each stage of `distill run` will take, printed before anything runs.
+
+Rough on purpose (a low-high range): it reads the recipe and the input file and imports nothing heavy, so the
+plan appears at once. The rates below were measured on the 2-core CPU machine this project is built on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distill.config import STUDENT_ALIASES, PipelineConfig
+from distill.runs import read_json
+from distill.schedule import derive_schedule
+
+if TYPE_CHECKING:
+    from distill.pipeline import Step
+
+# --- constants ----------------------------------------------------------------------------------------
+
+# Measured on the 2-core CPU machine (2026-11). The embedded Gemma teacher keeps the shared few-shot prefix
+# cached, so a row costs the tokens of its own text: 0.12 s/row for restaurant reviews (~35 new tokens a
+# row), 3.5 ms a token; up to 3x more while other work shares the cores. Plus starting the server.
+LOCAL_TEACHER_MS_PER_TOKEN = (3.0, 12.0)
+LOCAL_TEACHER_START_S = 15.0
+MINILM_SAMPLES_PER_S = 12.0
+GPU_SPEEDUP = 20.0
+EXPORT_S = (30.0, 150.0)  # MiniLM with int8 and the checks: 27 s quiet, 2.2 min on a busy machine (2026-11)
+MINILM_COST = 6 * 384 * 384  # layers x hidden^2: how per-token compute scales across BERT-like students
+
+
+def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
+    """Fill each step's `seconds` (low, high) and `note`; stages to be skipped cost nothing."""
+    by_stage = {s.stage: s for s in steps}
+    texts = _texts(cfg)
+    rows, unique = len(texts), len(set(texts))
+    lab = by_stage["label"]
+    if lab.action == "skip":
+        lab.note = "finished earlier with the same settings"
+    elif cfg.label.teacher == "local":
+        cores = os.cpu_count() or 2
+        scale = 2 / max(1, min(cores, cfg.label.threads or cores))
+        tokens = _new_tokens(cfg, texts)
+        lab.seconds = tuple(LOCAL_TEACHER_START_S + unique * tokens * ms / 1000 * scale  # type: ignore[assignment]
+                            for ms in LOCAL_TEACHER_MS_PER_TOKEN)
+        lab.note = f"{rows} rows, embedded teacher, ~{tokens} new prompt tokens a row; answers already cached are free"
+    else:
+        lab.seconds = (rows * 0.3 / cfg.label.concurrency, rows * 3.0 / cfg.label.concurrency)
+        lab.note = f"{rows} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
+    tr = by_stage["train"]
+    if tr.action == "skip":
+        tr.note = "finished earlier with the same settings"
+    else:
+        train_rows = max(1, int(rows * (1 - cfg.train.val_fraction)))
+        sched = derive_schedule(train_rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
+        steps, epochs = sched.total_steps, sched.epochs
+        speed, what = _student_speed(cfg.train.student)
+        gpu = shutil.which("nvidia-smi") is not None
+        if gpu:
+            speed *= GPU_SPEEDUP
+        sec = steps * cfg.train.batch_size / speed + 10
+        tr.seconds = (0.5 * sec, 1.2 * sec)  # early stopping often ends it sooner
+        tr.note = (
+            f"{what}, ~{train_rows} rows x {epochs:g} epochs at most, ~{speed:.0f} samples/s"
+            + (" (GPU)" if gpu else " on CPU")
+            + (", resuming from a checkpoint" if getattr(tr.config, "resume", False) else "")
+        )
+    ex = by_stage["export"]
+    if ex.action == "skip":
+        ex.note = "finished earlier with the same settings"
+    else:
+        ex.seconds = EXPORT_S
+        ex.note = "ONNX export, int8 quantization, parity and latency checks" if cfg.export.quantize == "int8" else "ONNX export, parity and latency checks"
+
+
+def _texts(cfg: PipelineConfig) -> list[str]:
+    from distill.data import load_texts
+
+    texts = load_texts(cfg.label.input, cfg.label.text_column)
+    texts = texts[: cfg.label.max_rows] if cfg.label.max_rows else texts
+    return texts + (load_texts(cfg.label.gold, cfg.label.text_column) if cfg.label.gold else [])
+
+
+def _new_tokens(cfg: PipelineConfig, texts: list[str]) -> int:
+    """Prompt tokens the teacher has not seen before, per row: the text and the few tokens around it."""
+    mean_chars = sum(min(len(t), cfg.label.max_text_chars) for t in texts) / max(1, len(texts))
+    return round(mean_chars / 4) + 6  # ~4 characters a token; "Text: ", "\nLabel:"
+
+
+def _student_speed(student: str) -> tuple[float, str]:
+    """Training samples/s of a student relative to MiniLM, from its config.json when it is a local folder."""
+    cfg_file = Path(student) / "config.json"
+    if cfg_file.is_file():
+        c = read_json(cfg_file)
+        layers, hidden = c.get("num_hidden_layers"), c.get("hidden_size")
+        if layers and hidden:
+            return MINILM_SAMPLES_PER_S * MINILM_COST / (layers * hidden * hidden), f"student {Path(student).name}"
+    if student.lower() in STUDENT_ALIASES:
+        return MINILM_SAMPLES_PER_S, "MiniLM student"
+    return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
+
+
+def span(lo: float, hi: float) -> str:
+    """An estimate as a range people read at a glance: `40-75 s`, `3-5 min`, `1.5-2.5 h`."""
+    if hi < 90:
+        return f"{lo:.0f}-{hi:.0f} s" if round(lo) != round(hi) else f"{hi:.0f} s"
+    if hi < 5400:
+        a, b = max(1, round(lo / 60)), max(1, math.ceil(hi / 60))
+        return f"{a} min" if a >= b else f"{a}-{b} min"
+    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"
