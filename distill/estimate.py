@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.config import STUDENT_ALIASES, PipelineConfig
+from distill.data import load_texts
 from distill.runs import read_json
 from distill.schedule import derive_schedule
 
@@ -36,7 +37,10 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
     """Fill each step's `seconds` (low, high) and `note`; stages to be skipped cost nothing."""
     by_stage = {s.stage: s for s in steps}
     texts = _texts(cfg)
-    rows, unique = len(texts), len(set(texts))
+    rows = len(texts)  # what train learns from; the teacher also answers the gold texts, never trained on
+    if cfg.label.gold:
+        texts = texts + load_texts(cfg.label.gold, cfg.label.text_column)
+    unique = len(set(texts))
     lab = by_stage["label"]
     if lab.action == "skip":
         lab.note = "finished earlier with the same settings"
@@ -46,10 +50,10 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
         tokens = _new_tokens(cfg, texts)
         lab.seconds = tuple(LOCAL_TEACHER_START_S + unique * tokens * ms / 1000 * scale  # type: ignore[assignment]
                             for ms in LOCAL_TEACHER_MS_PER_TOKEN)
-        lab.note = f"{rows} rows, embedded teacher, ~{tokens} new prompt tokens a row; answers already cached are free"
+        lab.note = f"{len(texts)} rows, embedded teacher, ~{tokens} new prompt tokens a row; answers already cached are free"
     else:
-        lab.seconds = (rows * 0.3 / cfg.label.concurrency, rows * 3.0 / cfg.label.concurrency)
-        lab.note = f"{rows} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
+        lab.seconds = (unique * 0.3 / cfg.label.concurrency, unique * 3.0 / cfg.label.concurrency)
+        lab.note = f"{len(texts)} rows to {cfg.label.teacher}, {cfg.label.concurrency} at a time; depends on the server"
     tr = by_stage["train"]
     if tr.action == "skip":
         tr.note = "finished earlier with the same settings"
@@ -77,11 +81,8 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
 
 
 def _texts(cfg: PipelineConfig) -> list[str]:
-    from distill.data import load_texts
-
     texts = load_texts(cfg.label.input, cfg.label.text_column)
-    texts = texts[: cfg.label.max_rows] if cfg.label.max_rows else texts
-    return texts + (load_texts(cfg.label.gold, cfg.label.text_column) if cfg.label.gold else [])
+    return texts[: cfg.label.max_rows] if cfg.label.max_rows else texts
 
 
 def _new_tokens(cfg: PipelineConfig, texts: list[str]) -> int:

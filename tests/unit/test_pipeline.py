@@ -290,3 +290,12 @@ def test_pipeline_state_never_holds_a_key_from_the_base_url(fake, recipe, tmp_pa
     run(recipe, "label.base_url=https://user:sk-secret@example.com/v1?api-key=sk-other")
     state = (tmp_path / "artifacts" / "demo" / "pipeline.json").read_text()
     assert "sk-secret" not in state and "sk-other" not in state and "https://example.com/v1" in state
+
+
+def test_gold_texts_count_for_the_teacher_not_for_training(recipe, tmp_path):
+    gold = tmp_path / "gold.csv"
+    gold.write_text("text,label\nnice,positive\nawful,negative\nfine,positive\n")
+    cfg = pipeline.load_recipe(recipe, [f"label.gold={gold}"])
+    notes = {s.stage: s.note for s in pipeline.plan(cfg)}
+    assert notes["label"].startswith("7 rows") and "~3 rows x" in notes["train"]  # 4 inputs + 3 gold; 85% of 4
+    assert pipeline.stage_configs(cfg)["train"].gold == str(gold)  # train scores the student on the same file
