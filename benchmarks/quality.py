@@ -138,7 +138,8 @@ def main() -> None:
 
     soft, hard, true = results["soft"], results["hard"], results["true"]
     rows = [
-        ["teacher: Gemma 3 270M, embedded, %d-shot logprobs" % args.shots, "-", lm["teacher_gold_accuracy"], lm["teacher_gold_macro_f1"], lm["seconds"]],
+        ["teacher: Gemma 3 270M, embedded, %d-shot logprobs" % args.shots, "-", lm["teacher_gold_accuracy"], lm["teacher_gold_macro_f1"],
+         lm["seconds"] if lm["teacher_calls"] else f"{lm['seconds']} (all from the cache)"],
         ["student MiniLM, soft labels (distillation)", soft["train_rows"], soft["gold_accuracy"], soft["gold_macro_f1"], soft["seconds"]],
         ["student MiniLM, hard labels (cross-entropy)", hard["train_rows"], hard["gold_accuracy"], hard["gold_macro_f1"], hard["seconds"]],
         ["TF-IDF + logistic regression on teacher labels", len(taught), base["accuracy"], base["macro_f1"], None],
@@ -147,7 +148,7 @@ def main() -> None:
     pct = [[r[0], r[1], round(100 * r[2], 1), round(100 * r[3], 1), r[4]] for r in rows]
     m = machine()
     print(f"\nQuality on {len(test_rows)} held-out movie-review sentences (true labels); "
-          f"the teacher labeled {lm['rows']} sentences ({lm['invalid']} invalid answers, {lm['rows_per_second']} rows/s)\n")
+          f"the teacher labeled {lm['rows']} training + {lm['teacher_gold_rows']} test sentences ({lm['invalid']} invalid answers, {lm['teacher_calls']} teacher calls this run)\n")
     print(table(["model", "trained on (rows)", "accuracy %", "macro-F1 %", "seconds"], pct))
     print(f"\nmachine: {describe_machine(m)}")
     path = save("quality", {
