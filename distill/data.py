@@ -99,11 +99,14 @@ def load_texts(source: str | Path, text_column: str | None = None) -> list[str]:
     return texts
 
 
-def read_gold(path: str, labels: list[str], text_column: str, label_column: str) -> tuple[list[str], list[int]]:
-    """Texts with true labels; every label must be one of the training labels."""
+def read_gold(path: str, labels: list[str], text_column: str, label_column: str, column_flags: bool = True) -> tuple[list[str], list[int]]:
+    """Texts with true labels; every label must be one of the label set. column_flags: whether the command
+    has --text-column/--label-column to point at other columns (train does; label reads `text` and `label`)."""
     ds = load_table(path)
-    require_column(ds, text_column, "--text-column")
-    require_column(ds, label_column, "--label-column")
+    for name, what in ((text_column, "text"), (label_column, "label")):
+        if name not in ds.column_names:
+            fix = f"pass --{what}-column with one of them" if column_flags else f"name its {what} column {name!r}"
+            raise BadInput(f"--gold {path}: no column {name!r}; it has {list(ds.column_names)}: {fix}.")
     gold = [(str(t), str(lab).strip()) for t, lab in zip(ds[text_column], ds[label_column]) if t is not None]
     unknown = sorted({lab for _, lab in gold if lab not in labels})
     if unknown:

@@ -22,7 +22,6 @@ from distill.data import _looks_like_hub_id
 from distill.errors import BadInput
 
 
-
 # --- the student ------------------------------------------------------------------------------------
 
 

@@ -171,7 +171,7 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     texts = load_texts(cfg.input, cfg.text_column)
     if cfg.max_rows:
         texts = texts[: cfg.max_rows]
-    gold_texts, gold_targets = read_gold(cfg.gold, list(task.labels), cfg.text_column or "text", "label") if cfg.gold else ([], [])
+    gold_texts, gold_targets = read_gold(cfg.gold, list(task.labels), cfg.text_column or "text", "label", column_flags=False) if cfg.gold else ([], [])
     if cfg.dry_run:
         return estimate(cfg, texts + gold_texts, task)
     price = price_for(cfg.teacher, is_local(cfg), cfg.price_in, cfg.price_out, cfg.batch)

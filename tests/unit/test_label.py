@@ -341,3 +341,10 @@ def test_gold_labels_outside_the_label_set_are_named(fake_openai, reviews, tmp_p
     r = run_label(str(reviews), *base_args(fake_openai, tmp_path / "run", "--gold", str(gold)))
     assert r.exit_code == 2 and "['neutral'] are not in the label set" in r.output, r.output
     assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_a_gold_file_without_a_label_column_says_which_column_it_needs(fake_openai, reviews, tmp_path):
+    gold = tmp_path / "gold.csv"
+    gold.write_text("text,stars\nFine.,positive\n")
+    r = run_label(str(reviews), *base_args(fake_openai, tmp_path / "run", "--gold", str(gold)))
+    assert r.exit_code == 2 and "no column 'label'; it has ['text', 'stars']: name its label column 'label'" in r.output, r.output
