@@ -238,6 +238,8 @@ def export_cmd(
             f"accuracy on {m['val_rows_scored']} validation rows: PyTorch {100 * m['val_accuracy_torch']:.1f}%, "
             f"int8 {100 * m['val_accuracy_int8']:.1f}%"
         )
+    if m.get("int8_accuracy_note"):
+        typer.echo(f"note: {m['int8_accuracy_note']}")
     for name in lat:
         typer.echo(f"{name:>10}: {lat[name]:7.2f} ms/text at batch 1, {tput[name]:7.0f} texts/s at batch 32")
     typer.echo(f"wrote {out} (README.md tells an app how to call the model)")

@@ -44,6 +44,8 @@ def _figures(metrics: dict[str, Any]) -> list[str]:
         f"{metrics.get('threads')} thread(s), best of 3 passes, tokenization not included; batches of 32 group "
         f"texts of similar length, as `distill.runtime.Predictor` does."
     )
+    if metrics.get("int8_accuracy_note"):
+        rows += ["", f"**Note:** {metrics['int8_accuracy_note']}"]
     return rows
 
 

@@ -323,7 +323,7 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
             f"{m['train_rows']} training rows" if "train_rows" in m else None,
         ]
     elif stage == "export":
-        parts = [_export_summary(m)]
+        parts = [_export_summary(m), f"note: {m['int8_accuracy_note']}" if m.get("int8_accuracy_note") else None]
     return ", ".join(p for p in parts if p) or "finished"
 
 

@@ -299,6 +299,8 @@ def _deploy_section(train: Path | None, export: Path | None) -> str:
     m = _metrics(export)
     how = (f"<p class=\"muted\">Measured by the export on the machine that ran it: {m.get('timed_texts', '?')} validation "
            f"texts, {m.get('threads', '?')} thread(s), the model call only (tokenization not timed).</p>") if m else ""
+    if m.get("int8_accuracy_note"):
+        how += f"<p><b>Note:</b> {html.escape(m['int8_accuracy_note'])}</p>"
     return _section("deploy", "Size and speed: PyTorch vs ONNX", f"<figure>{plot_size_latency(rows)}</figure>{table}{how}")
 
 

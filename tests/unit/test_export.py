@@ -14,7 +14,7 @@ from tests.conftest import make_train_run, toy_rows
 from distill.cli import app
 from distill.errors import DistillError
 from distill.runs import is_finished, read_json
-from distill.verify import check_accuracy_drop
+from distill.verify import check_accuracy_drop, sign_test_p
 
 runner = CliRunner()
 
@@ -156,12 +156,23 @@ def test_planted_accuracy_drop_is_an_error_naming_both_accuracies(
 
 
 def test_accuracy_drop_threshold() -> None:
-    check_accuracy_drop(0.90, 0.89, 1.0, "avx2")  # exactly one point: allowed
-    with pytest.raises(DistillError, match=r"int8 accuracy 88\.0% \(int8\) vs PyTorch 90\.0%.*2\.0 points.*--quantize none"):
-        check_accuracy_drop(0.90, 0.88, 1.0, "arm64")
+    def result(acc: float, broken: int, fixed: int = 0) -> dict:
+        return {"accuracy": acc, "broken": broken, "fixed": fixed, "p_value": sign_test_p(broken, fixed)}
+
+    assert check_accuracy_drop(0.90, result(0.89, 10, 0), 1.0, "avx2") is None  # exactly one point: allowed
+    with pytest.raises(DistillError, match=r"int8 accuracy 88\.0% \(int8\) vs PyTorch 90\.0%.*2\.0 points \(6 rows broken.*--quantize none"):
+        check_accuracy_drop(0.90, result(0.88, 6), 1.0, "arm64")
     with pytest.raises(DistillError, match=r"\(best of 2 int8 recipes\).*another --target \(now arm64\)"):
-        check_accuracy_drop(0.90, 0.88, 1.0, "arm64", recipes=2)
-    check_accuracy_drop(0.90, 0.95, 0.0, "avx2")  # int8 better: no drop
+        check_accuracy_drop(0.90, result(0.88, 12, 2), 1.0, "arm64", recipes=2)
+    assert check_accuracy_drop(0.90, result(0.95, 0, 5), 0.0, "avx2") is None  # int8 better: no drop
+    # 2 rows of 32 (6.2 points) both broken: a one-in-four chance if int8 were harmless, so kept with a note
+    note = check_accuracy_drop(0.75, result(0.6875, 2), 1.0, "avx2")
+    assert "6.2 points" in note and "2 rows broken, 0 fixed" in note and "p=0.25" in note
+
+
+def test_sign_test() -> None:
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(2, 0) == 0.25 and sign_test_p(1, 1) == 0.75
+    assert sign_test_p(5, 0) == 1 / 32 and sign_test_p(0, 3) == 1.0
 
 
 def test_parity_over_atol_is_an_error(tiny_train_run: Path, tmp_path: Path) -> None:
