@@ -359,17 +359,20 @@ async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> 
 
 
 def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: P.Task, result: dict[str, Any]) -> None:
-    tmp = out / "labels.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in result["records"]:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, out / "labels.jsonl")
+    _write_jsonl(out / "labels.jsonl", result["records"])
     if result["gold_records"]:
-        with open(out / "gold.jsonl", "w", encoding="utf-8") as f:
-            for rec in result["gold_records"]:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        _write_jsonl(out / "gold.jsonl", result["gold_records"])
     m = result["metrics"]
     runs.finish_run(out, "label", settings, m, _card(cfg, task, m))
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Written beside and then moved into place, so a crash never leaves half a file that looks finished."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:

@@ -230,8 +230,8 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
     steps = plan(cfg)
     if cfg.label.dry_run:
         # Only the estimate: no folder is touched (a finished label run stays), no later stage runs.
-        estimate = stage_function("label")(cfg.label, root / "label")
-        say(f"label: dry run, nothing sent to the teacher: {result_line('label', estimate)}")
+        dry = stage_function("label")(cfg.label, root / "label")
+        say(f"label: dry run, nothing sent to the teacher: {result_line('label', dry)}")
         say("stopping here: set label.dry_run to false to label, train and export.")
         return steps[:1]
     for line in describe_plan(cfg, steps):
