@@ -27,7 +27,7 @@ def make_train_run(out: Path, texts: list[str]) -> Path:
     """A finished train run around the bundled MiniLM with a fresh 2-label head, as `distill train` writes it."""
     import torch
 
-    from distill.distillation import load_student
+    from distill.train.trainer import load_student
     from distill.runs import finish_run, start_run
 
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def main() -> None:
     from distill.export import export
     from distill.runs import is_finished
     from distill.runtime import Predictor
-    from distill.verify import TorchReference, time_engine, timing_feeds
+    from distill.export.checks import TorchReference, time_engine, timing_feeds
 
     torch.set_num_threads(args.threads)
     texts = load_texts(TEXTS, "text")

@@ -287,7 +287,7 @@ def run_cmd(
     plan_only: bool = typer.Option(False, "--plan", help="Print what would run or be skipped, and how long it should take; run nothing."),
 ) -> None:
     """Label -> train -> export from one recipe into artifacts/<name>/, skipping stages already done with the same settings."""
-    from distill.pipeline import describe_plan, load_recipe, plan, run_pipeline
+    from distill.run.chain import describe_plan, load_recipe, plan, run_pipeline
 
     cfg = load_recipe(recipe, set_)
     if plan_only:
@@ -304,7 +304,7 @@ def report_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN_DIR/report.html)."),
 ) -> None:
     """Rebuild the HTML report from the run folders (labels, student metrics, size and latency, time and money)."""
-    from distill.report import build_report
+    from distill.run.report import build_report
 
     typer.echo(str(build_report(run_dir, out)))
 

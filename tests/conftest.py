@@ -85,7 +85,7 @@ def fake_openai():
 
 
 def make_train_run(out: Path, model_dir: Path, val: list[dict], max_length: int = 32) -> Path:
-    """A finished train run folder as distill/train.py writes it (model/, val.jsonl, manifest), from a model
+    """A finished train run folder as distill/train/stage.py writes it (model/, val.jsonl, manifest), from a model
     folder saved with save_pretrained: lets the export tests run without training."""
     import json
     import shutil

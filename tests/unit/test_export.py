@@ -14,7 +14,7 @@ from tests.conftest import make_train_run, toy_rows
 from distill.cli import app
 from distill.errors import DistillError
 from distill.runs import is_finished, read_json
-from distill.verify import check_accuracy_drop, sign_test_p
+from distill.export.checks import check_accuracy_drop, sign_test_p
 
 runner = CliRunner()
 
@@ -239,7 +239,7 @@ def test_card_python_snippet_runs_as_written(tiny_export: Path, monkeypatch: pyt
 def test_fallback_recipe_keeps_the_feed_forward_outputs_in_fp32(tiny_export: Path, tmp_path: Path) -> None:
     import onnx
 
-    from distill.export import after_gelu, quantize
+    from distill.export.stage import after_gelu, quantize
 
     names = after_gelu(tiny_export / "model.onnx")
     assert names == [f"/bert/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)]  # 2 layers, 1 FFN-out each
@@ -256,7 +256,7 @@ def test_tokenizer_in_graph_merges_with_a_fused_classifier(tiny_train_run, tmp_p
     """A second export in a process that already converted to ORT (the tiny_export fixture does) with the
     fused graph kept: the extensions' tokenizer graph then declares extra domains, which merge_models
     refused (seen in CI). Fusions are kept or not by timings, so the test forces them."""
-    import distill.export as export_module
+    import distill.export.stage as export_module
     from distill.cli import app
     from typer.testing import CliRunner
 

@@ -164,11 +164,11 @@ def test_batch_resumes_the_recorded_batch_after_a_crash(fake_openai, reviews, tm
     """A run killed after submitting finds batch.json and collects the same batch."""
     import asyncio
 
-    from distill.teacher.batch import _submit
-    from distill.teacher.cache import AnswerCache
-    from distill.teacher.client import Endpoint, Teacher, build_request
-    from distill.teacher.pricing import Price
-    from distill.label import resolve_task
+    from distill.label.batch import _submit
+    from distill.label.cache import AnswerCache
+    from distill.label.client import Endpoint, Teacher, build_request
+    from distill.label.pricing import Price
+    from distill.label.stage import resolve_task
     from distill.config import LabelConfig
 
     out = tmp_path / "run"
@@ -303,13 +303,13 @@ def test_server_gone_after_a_cached_preflight_is_not_a_finished_run(fake_openai,
 
 
 def test_api_key_echoed_by_a_server_never_reaches_metrics(fake_openai, reviews, tmp_path):
-    from distill.teacher.client import Endpoint, Teacher
-    from distill.teacher.cache import AnswerCache
-    from distill.teacher.pricing import Price
+    from distill.label.client import Endpoint, Teacher
+    from distill.label.cache import AnswerCache
+    from distill.label.pricing import Price
 
     t = Teacher(Endpoint("http://x/v1", "m", "chat", "m", api_key="sk-live-abcdef"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
     assert "sk-live" not in t.scrub("401: invalid key sk-live-abcdef provided")
-    from distill.teacher.client import redact_url
+    from distill.label.client import redact_url
 
     assert redact_url("https://user:pw@host.example:8443/v1?api-key=secret") == "https://host.example:8443/v1"
 

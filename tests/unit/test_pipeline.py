@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill import pipeline
+from distill.run import chain as pipeline
 from distill.data import load_texts
 from distill.errors import BadInput
 from distill.runs import finish_run, require_finished, start_run
@@ -262,7 +262,7 @@ def test_missing_recipe_file(tmp_path):
 
 @pytest.mark.parametrize("sets", [[], ["train.epochs=3"], ["train.batch_size=4"]])
 def test_plan_estimates_the_epochs_train_will_run(recipe, sets):
-    from distill.schedule import derive_schedule
+    from distill.train.schedule import derive_schedule
 
     cfg = pipeline.load_recipe(recipe, sets)
     rows = max(1, int(len(load_texts(cfg.label.input, cfg.label.text_column)) * (1 - cfg.train.val_fraction)))
@@ -272,7 +272,7 @@ def test_plan_estimates_the_epochs_train_will_run(recipe, sets):
 
 
 def test_the_plan_imports_no_torch(recipe):
-    code = f"import sys; from distill import pipeline; pipeline.plan(pipeline.load_recipe({str(recipe)!r})); print('torch' in sys.modules)"
+    code = f"import sys; from distill.run import chain as pipeline; pipeline.plan(pipeline.load_recipe({str(recipe)!r})); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

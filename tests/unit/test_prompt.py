@@ -6,8 +6,8 @@ import math
 import pytest
 
 from distill.errors import BadInput
-from distill.teacher import prompt as P
-from distill.teacher.client import answer_from_response, build_request
+from distill.label import prompt as P
+from distill.label.client import answer_from_response, build_request
 
 TASK = P.Task(
     labels=("positive", "negative"),

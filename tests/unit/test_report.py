@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import BadInput
-from distill.report import build_report
+from distill.run.report import build_report
 from distill.runs import finish_run, start_run, write_json
 
 LABELS = ["billing", "delivery", "bug"]

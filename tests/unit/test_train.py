@@ -14,13 +14,13 @@ from distill.cli import app
 from distill.config import TrainConfig
 from distill.errors import BadInput
 from distill.runs import finish_run, read_json, start_run
-from distill.train import read_data, split_rows, train
+from distill.train.stage import read_data, split_rows, train
 
 LABELS = ["negative", "positive"]
 
 
 def make_label_run(path: Path, rows: list[dict], probs: bool = True, invalid: int = 0, seed: int = 1) -> Path:
-    """A finished label run as distill/label.py writes it (the contract in labels.jsonl)."""
+    """A finished label run as distill/label/stage.py writes it (the contract in labels.jsonl)."""
     rng = random.Random(seed)
     settings = {"labels": LABELS, "teacher": "fake-teacher"}
     start_run(path, "label", settings)
@@ -135,7 +135,7 @@ def test_a_small_decoder_without_pad_token_trains(tmp_path, tiny_bert_dir):
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_bert_dir, monkeypatch):
-    from distill import distillation
+    from distill.train import trainer as distillation
 
     run = make_label_run(tmp_path / "label", toy_rows(80))
     out = tmp_path / "train"
@@ -229,7 +229,7 @@ def test_bad_students_say_what_works(tmp_path):
 
 
 def test_the_label_runs_gold_answers_score_the_teacher_but_never_train(tmp_path):
-    from distill.train import gold_metrics
+    from distill.train.stage import gold_metrics
 
     run = make_label_run(tmp_path / "label", toy_rows(20))
     gold = [("a gold text it got right", "positive", "positive"), ("a gold text it got wrong", "positive", "negative"),

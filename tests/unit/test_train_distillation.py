@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.distillation import (
+from distill.train.trainer import (
     SoftLabelCollator,
     class_weights,
     classification_metrics,
@@ -16,7 +16,7 @@ from distill.distillation import (
     pick_precision,
 )
 from distill.errors import BadInput
-from distill.schedule import derive_schedule
+from distill.train.schedule import derive_schedule
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ It runs in a child process so that its C++ logs go to a file, and so that stoppi
 terminate() on success, error or Ctrl-C. The child also watches its parent and exits if the parent dies
 (kill -9 of `distill label` must not leave a server behind).
 
-Run directly to serve by hand: python -m distill.teacher.local [MODEL.gguf] --port 8080
+Run directly to serve by hand: python -m distill.label.server [MODEL.gguf] --port 8080
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def local_server(
         raise BadInput(f"{model}: no such GGUF file; pass --teacher-model PATH.gguf")
     port = _free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    cmd = [sys.executable, "-m", "distill.teacher.local", str(model), "--port", str(port), "--parallel", str(parallel)]
+    cmd = [sys.executable, "-m", "distill.label.server", str(model), "--port", str(port), "--parallel", str(parallel)]
     if threads:
         cmd += ["--threads", str(threads)]
     linux = sys.platform.startswith("linux")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from distill.errors import BadInput, DistillError, TeacherUnavailable
-from distill.teacher import prompt as P
-from distill.teacher.cache import AnswerCache, request_key
-from distill.teacher.pricing import Price, estimate_tokens
+from distill.label import prompt as P
+from distill.label.cache import AnswerCache, request_key
+from distill.label.pricing import Price, estimate_tokens
 
 # How many alternatives to ask for at the next token. 20 is OpenAI's chat maximum; llama.cpp and vLLM
 # accept it on completions too. (OpenAI's own legacy completions endpoint caps it at 5 and says so in a

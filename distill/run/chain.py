@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 from distill.config import PipelineConfig, build, load_yaml
 from distill.errors import BadInput
-from distill.estimate import estimate, span
-from distill.report_plots import duration
+from distill.run.forecast import estimate, span
+from distill.run.charts import duration
 from distill.runs import MANIFEST, is_finished, read_json, require_finished, settings_hash, write_json
 
 STAGES = ("label", "train", "export")
@@ -238,7 +238,7 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
         say(line)
     root.mkdir(parents=True, exist_ok=True)
     state = _read_state(root)
-    from distill.teacher.client import redact_url
+    from distill.label.client import redact_url
 
     recorded = cfg.resolved()
     recorded["label"]["base_url"] = redact_url(cfg.label.base_url)  # keys can hide in a URL; never write them
@@ -273,7 +273,7 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
                 "they are left out of training. Run the same command again to retry them.")
         write_json(root / STATE_FILE, state)
     if report:
-        from distill.report import build_report
+        from distill.run.report import build_report
 
         path = build_report(root)
         say(f"report: {path}")
@@ -328,7 +328,7 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
 
 
 def _export_summary(m: dict[str, Any]) -> str | None:
-    from distill.report import export_numbers
+    from distill.run.report import export_numbers
 
     rows = export_numbers(m)
     if not rows:

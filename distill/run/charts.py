@@ -1,6 +1,6 @@
 """The report's charts: matplotlib figures (Agg, no display) returned as inline <img> tags.
 
-Each function takes plain numbers read from the run folders and returns HTML; distill/report.py lays them out.
+Each function takes plain numbers read from the run folders and returns HTML; report.py lays them out.
 """
 
 from __future__ import annotations

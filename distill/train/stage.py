@@ -6,7 +6,7 @@
 
 Reads a finished label run's labels.jsonl (or the file), leaves out the rows the teacher got wrong-shaped
 (and, on request, the unsure ones), holds out a stratified seeded validation split, fine-tunes with the
-Hugging Face Trainer (distillation on the teacher's probabilities where it gave them; distill/distillation.py),
+Hugging Face Trainer (distillation on the teacher's probabilities where it gave them; trainer.py),
 and writes model/, val.jsonl, metrics.json, config.json, README.md and last manifest.json into the run folder.
 torch and transformers are imported inside `train`, so importing this module is cheap.
 """
@@ -29,7 +29,7 @@ from distill.config import TrainConfig
 from distill.data import load_table, read_gold, require_column
 from distill.errors import BadInput
 from distill.runs import finish_run, read_json, require_finished, start_run
-from distill.schedule import derive_schedule
+from distill.train.schedule import derive_schedule
 
 INVALID = -1  # the teacher's label index for a row it answered invalidly
 
@@ -193,7 +193,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     import torch
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments
 
-    from distill import distillation as D
+    from distill.train import trainer as D
 
     rank, world_size = D.world()
     cuda = torch.cuda.is_available()
@@ -297,7 +297,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
 
 def gold_metrics(data: LabeledData, texts: list[str], targets: list[int], student_pred: list[int]) -> dict:
     """The student against the truth, and the teacher on the gold texts it labeled (invalid counts as wrong)."""
-    from distill.distillation import classification_metrics
+    from distill.train.trainer import classification_metrics
 
     k = len(data.labels)
     g = classification_metrics(targets, student_pred, k)

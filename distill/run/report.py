@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import BadInput
-from distill.report_plots import (
+from distill.run.charts import (
     duration,
     plot_confidence,
     plot_confusion,

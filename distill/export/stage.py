@@ -5,8 +5,8 @@
 
 Steps: optimum-onnx export (dynamic batch and sequence axes) -> ONNX Runtime's transformer fusions, kept only
 when they make the shipped model faster here -> int8 dynamic quantization with the target's preset (fp32 kept
-beside it) -> verification (distill/verify.py: parity with PyTorch, int8 accuracy, timings, sizes) -> optional
-tokenizer-in-graph model and ORT-format files (distill/export_extras.py) -> the README card for app developers.
+beside it) -> verification (checks.py: parity with PyTorch, int8 accuracy, timings, sizes) -> optional
+tokenizer-in-graph model and ORT-format files (extras.py) -> the README card for app developers.
 A verification failure is an error: the folder then has no manifest and `distill predict` refuses it.
 """
 
@@ -216,7 +216,7 @@ def tensor_specs(model_path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
 def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_id: int) -> dict[str, Any]:
     """model.onnx (+ model.int8.onnx) in `out`, with the graph optimization that wins; returns what was decided."""
     from distill.runtime import load_tokenizer
-    from distill.verify import time_graph
+    from distill.export.checks import time_graph
 
     plain = export_onnx(train.model_dir, work / "plain", cfg.opset)
     candidates = {"plain": plain}
@@ -277,8 +277,8 @@ def step(what: str, key: str, seconds: dict[str, float]) -> Iterator[None]:
 
 def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     """Export, verify and describe; returns metrics. Raises ParityError / DistillError when a check fails."""
-    from distill import export_extras, verify
-    from distill.export_card import card
+    from distill.export import checks, extras
+    from distill.export.card import card
 
     train = load_train_run(cfg.model, cfg.max_length)
     check_architecture(train)
@@ -300,13 +300,13 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
         metrics["graph_optimization"] = decision
         with step("verify: parity, accuracy, speed", "verify", seconds):
             requantize = lambda recipe: quantize(out / "model.onnx", out / "model.int8.onnx", cfg.target, recipe)  # noqa: E731
-            verify.verify(cfg, train, out, metrics, requantize)  # fills metrics as it goes, raises on a failed check
+            checks.verify(cfg, train, out, metrics, requantize)  # fills metrics as it goes, raises on a failed check
         if cfg.with_tokenizer:
             with step("tokenizer-in-graph model", "with_tokenizer", seconds):
-                export_extras.tokenizer_in_graph(cfg, train, out, metrics)
+                extras.tokenizer_in_graph(cfg, train, out, metrics)
         if cfg.ort:
             with step("ORT format", "ort", seconds):
-                export_extras.ort_format(cfg, train, out, metrics)
+                extras.ort_format(cfg, train, out, metrics)
     except DistillError as e:
         metrics["failed"] = str(e)
         write_json(out / "metrics.json", metrics)  # what was measured up to the failure, for the post-mortem

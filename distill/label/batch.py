@@ -14,7 +14,7 @@ from typing import Any
 
 from distill import runs
 from distill.errors import DistillError
-from distill.teacher.client import Teacher, answer_from_response, is_json_request, redact_url
+from distill.label.client import Teacher, answer_from_response, is_json_request, redact_url
 
 FINAL = {"completed", "failed", "expired", "cancelled"}
 

@@ -1,6 +1,6 @@
 """The training machinery behind `distill train`: student loading, the distillation loss, the Trainer subclass.
 
-Imported only when training runs (it pulls in torch and transformers at import time); `distill/train.py`
+Imported only when training runs (it pulls in torch and transformers at import time); `stage.py`
 holds the stage itself (data, split, outputs). The pure helpers (`pick_precision`, `class_weights`,
 `distillation_loss`) are unit-tested on their own in tests/unit/test_train_distillation.py.
 """

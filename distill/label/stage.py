@@ -22,10 +22,10 @@ from distill import runs
 from distill.config import LabelConfig
 from distill.data import load_table, load_texts, read_gold
 from distill.errors import BadInput, TeacherUnavailable
-from distill.teacher import prompt as P
-from distill.teacher.cache import AnswerCache, default_cache_path
-from distill.teacher.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
-from distill.teacher.pricing import price_for
+from distill.label import prompt as P
+from distill.label.cache import AnswerCache, default_cache_path
+from distill.label.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
+from distill.label.pricing import price_for
 
 OPENAI_URL = "https://api.openai.com/v1"
 # The embedded server queues requests behind its slots on a CPU that may be shared, so a request can
@@ -140,7 +140,7 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
     """The endpoint to talk to; for the embedded teacher, a server that lives exactly this long."""
     kind = endpoint_kind(cfg)
     if is_local(cfg):
-        from distill.teacher.local import default_model_path, local_server, model_identity
+        from distill.label.server import default_model_path, local_server, model_identity
 
         model = Path(cfg.teacher_model) if cfg.teacher_model else default_model_path()
         if not model.is_file():
@@ -230,7 +230,7 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
         jobs = [(keys[t], requests[t]) for t in requests if keys[t] not in answers]
 
         if jobs and cfg.batch:
-            from distill.teacher.batch import run_batch
+            from distill.label.batch import run_batch
 
             await run_batch(teacher, jobs, out, cfg.batch_poll_seconds)
         elif jobs:

@@ -1,4 +1,4 @@
-"""Verification of an export, which is part of the export and not optional (distill/export.py calls it).
+"""Verification of an export, which is part of the export and not optional (distill/export/stage.py calls it).
 
 - parity: the exported tokenizer.json + model.onnx against the training tokenizer + PyTorch model on the train
   run's validation texts, at several batch sizes and lengths; token ids must be identical and the largest
@@ -26,7 +26,7 @@ from distill.runtime import Predictor, length_batches
 
 if TYPE_CHECKING:
     from distill.config import ExportConfig
-    from distill.export import TrainRun
+    from distill.export.stage import TrainRun
 
 Feeds = dict[str, np.ndarray]
 PARITY_BATCHES = (1, 8, 32)
@@ -192,7 +192,7 @@ def verify(
 ) -> None:
     """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check.
     `requantize(recipe)` rewrites model.int8.onnx with another of export.RECIPES when int8 loses accuracy."""
-    from distill.export import RECIPES
+    from distill.export.stage import RECIPES
 
     ref = TorchReference(train.model_dir, train.max_length)
     if cfg.threads:
@@ -258,7 +258,7 @@ def verify(
         for b, key, faster in (("batch1", "latency_ms_batch1", False), ("batch32", "items_per_second_batch32", True)):
             t, q = metrics[key]["torch"], metrics[key]["onnx_int8"]
             metrics[f"speedup_int8_over_torch_{b}"] = q / t if faster else t / q
-    # The same figures in the shape distill/report.py reads.
+    # The same figures in the shape distill/run/report.py reads.
     metrics["variants"] = {
         short: {
             "size_mb": sizes[name] / 1e6,

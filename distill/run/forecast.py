@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from distill.config import STUDENT_ALIASES, PipelineConfig
 from distill.data import load_texts
 from distill.runs import read_json
-from distill.schedule import derive_schedule
+from distill.train.schedule import derive_schedule
 
 if TYPE_CHECKING:
-    from distill.pipeline import Step
+    from distill.run.chain import Step
 
 # --- constants ----------------------------------------------------------------------------------------
 

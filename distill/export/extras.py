@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from distill.errors import BadInput, DistillError
 from distill.runtime import Predictor, extensions_library
-from distill.verify import agreement, long_texts
+from distill.export.checks import agreement, long_texts
 
 if TYPE_CHECKING:
     import onnx
 
     from distill.config import ExportConfig
-    from distill.export import TrainRun
+    from distill.export.stage import TrainRun
 
 WITH_TOKENIZER = "model.with_tokenizer.onnx"
 ORT_CONFIG = "required_operators.config"
