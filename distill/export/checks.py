@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from distill.errors import BadInput, DistillError, ParityError
+from distill.export.quantization import RECIPES
 from distill.runtime import Predictor, length_batches
 
 if TYPE_CHECKING:
     from distill.config import ExportConfig
-    from distill.export.stage import TrainRun
+    from distill.export.train_run import TrainRun
 
 Feeds = dict[str, np.ndarray]
 PARITY_BATCHES = (1, 8, 32)
@@ -191,9 +192,7 @@ def verify(
     cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any], requantize: Callable[[str], None]
 ) -> None:
     """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check.
-    `requantize(recipe)` rewrites model.int8.onnx with another of export.RECIPES when int8 loses accuracy."""
-    from distill.export.stage import RECIPES
-
+    `requantize(recipe)` rewrites model.int8.onnx with another of quantization.RECIPES when int8 loses accuracy."""
     ref = TorchReference(train.model_dir, train.max_length)
     if cfg.threads:
         ref.torch.set_num_threads(cfg.threads)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import onnx
 
     from distill.config import ExportConfig
-    from distill.export.stage import TrainRun
+    from distill.export.train_run import TrainRun
 
 WITH_TOKENIZER = "model.with_tokenizer.onnx"
 ORT_CONFIG = "required_operators.config"

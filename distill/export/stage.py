@@ -12,20 +12,19 @@ A verification failure is an error: the folder then has no manifest and `distill
 
 from __future__ import annotations
 
-import json
-import logging
 import shutil
 import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from distill.config import ExportConfig
 from distill.errors import BadInput, DistillError
-from distill.runs import finish_run, read_json, require_finished, start_run, write_json
+from distill.export.quantization import quantize
+from distill.export.train_run import TrainRun, load_train_run
+from distill.runs import finish_run, start_run, write_json
 from distill.runtime import LABELS_FILE
 
 # What a tokenizer may be made of; whichever of these the model folder has travels with the model.
@@ -33,57 +32,9 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model",
 )  # fmt: skip
-# --target -> optimum's dynamic-quantization preset. avx512 means AVX-512 VNNI, today's server CPUs; avx2
-# keeps uint8 weights because AVX2 kernels without VNNI saturate with int8 weights.
-PRESETS = {"avx2": "avx2", "avx512": "avx512_vnni", "arm64": "arm64"}
 # The optimized graph must beat the plain one by this factor at batch 1 and batch 32 to be kept: timings
 # on a shared machine wobble by a few percent, and the plain graph is the more portable file.
 OPTIMIZE_MARGIN = 0.9
-
-
-@dataclass
-class TrainRun:
-    dir: Path
-    model_dir: Path
-    model_type: str
-    architecture: str
-    labels: list[str]
-    max_length: int
-    val: list[dict[str, str]]
-
-
-def load_train_run(path: str | Path | None, max_length: int | None = None) -> TrainRun:
-    """A finished train run with a model, label names and a validation split, or a BadInput saying what's missing."""
-    if not path:
-        raise BadInput("no train run given: `distill export TRAIN_RUN_DIR --onnx --out DIR`")
-    run = Path(path)
-    require_finished(run, "train")
-    model_dir = run / "model"
-    if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
-        raise BadInput(f"{model_dir}: no finished model (config.json + *.safetensors); run `distill train` again")
-    if not (model_dir / "tokenizer.json").is_file():
-        raise BadInput(f"{model_dir}: no tokenizer.json; the export needs a fast (tokenizers) tokenizer")
-    mc = read_json(model_dir / "config.json")
-    id2label = mc.get("id2label") or {}
-    labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
-    if len(labels) < 2 or any(lab is None for lab in labels):
-        raise BadInput(f"{model_dir}/config.json: id2label must name every class 0..n-1 (got {id2label})")
-    # The length train actually used (its request capped by the model and tokenizer), else its request.
-    trained = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-    settings = read_json(run / "config.json").get("settings", {}) if (run / "config.json").is_file() else {}
-    max_length = max_length or trained.get("max_length") or settings.get("max_length") or 128
-    limit = mc.get("max_position_embeddings")
-    if limit and max_length > limit:
-        raise BadInput(f"max_length {max_length} is over the model's {limit} positions; pass --max-length {limit} or less")
-    val_path = run / "val.jsonl"
-    if not val_path.is_file():
-        raise BadInput(f"{val_path}: missing; the export checks int8 accuracy on the train run's validation split")
-    val = [json.loads(line) for line in val_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    val = [r for r in val if isinstance(r.get("text"), str) and r["text"].strip()]
-    if not val:
-        raise BadInput(f"{val_path}: no rows with text; the export needs validation texts to verify the model")
-    arch = (mc.get("architectures") or ["?"])[0]
-    return TrainRun(run, model_dir, str(mc.get("model_type", "?")), arch, labels, int(max_length), val)
 
 
 def check_architecture(train: TrainRun) -> None:
@@ -130,57 +81,6 @@ def optimize_graph(src: Path, dst: Path, model_type: str) -> str | None:
         return "no subgraph matched a fusion pattern"
     model.save_model_to_file(str(dst))
     return None
-
-
-def after_gelu(model_path: Path) -> list[str]:
-    """MatMuls fed by a GELU (the feed-forward output projections): their inputs have the outlier activations
-    that per-tensor uint8 quantization handles worst. Found by graph shape, so it works for any encoder."""
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    producer = {out: node for node in graph.node for out in node.output}
-
-    def from_gelu(tensor: str, hops: int) -> bool:
-        node = producer.get(tensor)
-        if node is None or hops < 0:
-            return False
-        if node.op_type in ("Gelu", "BiasGelu", "FastGelu", "QuickGelu", "Erf"):
-            return True
-        return node.op_type in ("Mul", "Add", "Div") and any(from_gelu(t, hops - 1) for t in node.input)
-
-    return [n.name for n in graph.node if n.op_type == "MatMul" and from_gelu(n.input[0], 3)]
-
-
-# Tried in this order until one keeps the accuracy: all of the weights in int8 (smallest), then the same with
-# the feed-forward output projections left in fp32. On a MiniLM student (81% accuracy, 240 validation rows) the
-# first lost 1.7 points and the second 0.4, for 23 vs 34 MB (fp32: 91 MB).
-RECIPES = ("all", "ffn-out-fp32")
-
-
-def quantize(src: Path, dst: Path, target: str, recipe: str = "all") -> None:
-    """int8 dynamic quantization with optimum's preset for the target (embeddings included, via Gather),
-    per-channel weights (measured: fewer flipped predictions than per-tensor on every preset)."""
-    import onnx
-    from onnxruntime.quantization import quantize_dynamic
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    if target not in PRESETS:
-        raise BadInput(f"--target {target!r} is unknown; use one of {', '.join(PRESETS)}")
-    preset = getattr(AutoQuantizationConfig, PRESETS[target])(is_static=False, per_channel=True)
-    exclude = after_gelu(src) if recipe == "ffn-out-fp32" else []
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR  # it suggests "pre-processing", which is for static quantization
-    try:
-        quantize_dynamic(
-            src, dst, nodes_to_exclude=exclude,
-            op_types_to_quantize=[str(getattr(op, "value", op)) for op in preset.operators_to_quantize],
-            per_channel=preset.per_channel, reduce_range=preset.reduce_range, weight_type=preset.weights_dtype,
-            # DefaultTensorType: shape inference cannot type the outputs of fused (com.microsoft) nodes.
-            extra_options={"WeightSymmetric": preset.weights_symmetric, "ActivationSymmetric": preset.activations_symmetric,
-                           "DefaultTensorType": onnx.TensorProto.FLOAT},
-        )  # fmt: skip
-    finally:
-        root.level = level
 
 
 def write_tokenizer(train: TrainRun, out: Path) -> int:

@@ -10,15 +10,22 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from distill.config import STUDENT_ALIASES, PipelineConfig
 from distill.data import load_texts
 from distill.runs import read_json
 from distill.train.schedule import derive_schedule
 
-if TYPE_CHECKING:
-    from distill.run.chain import Step
+
+class Step(Protocol):
+    """What the estimate reads and fills of a planned step (chain.Step); no import of the chain, which calls us."""
+
+    stage: str
+    action: str
+    config: Any
+    seconds: tuple[float, float]
+    note: str
 
 # --- constants ----------------------------------------------------------------------------------------
 
@@ -48,8 +55,8 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
         cores = os.cpu_count() or 2
         scale = 2 / max(1, min(cores, cfg.label.threads or cores))
         tokens = _new_tokens(cfg, texts)
-        lab.seconds = tuple(LOCAL_TEACHER_START_S + unique * tokens * ms / 1000 * scale  # type: ignore[assignment]
-                            for ms in LOCAL_TEACHER_MS_PER_TOKEN)
+        lo, hi = (LOCAL_TEACHER_START_S + unique * tokens * ms / 1000 * scale for ms in LOCAL_TEACHER_MS_PER_TOKEN)
+        lab.seconds = (lo, hi)
         lab.note = f"{len(texts)} rows, embedded teacher, ~{tokens} new prompt tokens a row; answers already cached are free"
     else:
         lab.seconds = (unique * 0.3 / cfg.label.concurrency, unique * 3.0 / cfg.label.concurrency)

@@ -239,7 +239,7 @@ def test_card_python_snippet_runs_as_written(tiny_export: Path, monkeypatch: pyt
 def test_fallback_recipe_keeps_the_feed_forward_outputs_in_fp32(tiny_export: Path, tmp_path: Path) -> None:
     import onnx
 
-    from distill.export.stage import after_gelu, quantize
+    from distill.export.quantization import after_gelu, quantize
 
     names = after_gelu(tiny_export / "model.onnx")
     assert names == [f"/bert/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)]  # 2 layers, 1 FFN-out each

@@ -1,0 +1,58 @@
+"""The finished train run an export reads: its model folder, label names, max_length and validation split.
+
+Torch-free; every check here names what is missing and which command writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.errors import BadInput
+from distill.runs import read_json, require_finished
+
+
+@dataclass
+class TrainRun:
+    dir: Path
+    model_dir: Path
+    model_type: str
+    architecture: str
+    labels: list[str]
+    max_length: int
+    val: list[dict[str, str]]
+
+
+def load_train_run(path: str | Path | None, max_length: int | None = None) -> TrainRun:
+    """A finished train run with a model, label names and a validation split, or a BadInput saying what's missing."""
+    if not path:
+        raise BadInput("no train run given: `distill export TRAIN_RUN_DIR --onnx --out DIR`")
+    run = Path(path)
+    require_finished(run, "train")
+    model_dir = run / "model"
+    if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
+        raise BadInput(f"{model_dir}: no finished model (config.json + *.safetensors); run `distill train` again")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise BadInput(f"{model_dir}: no tokenizer.json; the export needs a fast (tokenizers) tokenizer")
+    mc = read_json(model_dir / "config.json")
+    id2label = mc.get("id2label") or {}
+    labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+    if len(labels) < 2 or any(lab is None for lab in labels):
+        raise BadInput(f"{model_dir}/config.json: id2label must name every class 0..n-1 (got {id2label})")
+    # The length train actually used (its request capped by the model and tokenizer), else its request.
+    trained = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    settings = read_json(run / "config.json").get("settings", {}) if (run / "config.json").is_file() else {}
+    max_length = max_length or trained.get("max_length") or settings.get("max_length") or 128
+    limit = mc.get("max_position_embeddings")
+    if limit and max_length > limit:
+        raise BadInput(f"max_length {max_length} is over the model's {limit} positions; pass --max-length {limit} or less")
+    val_path = run / "val.jsonl"
+    if not val_path.is_file():
+        raise BadInput(f"{val_path}: missing; the export checks int8 accuracy on the train run's validation split")
+    val = [json.loads(line) for line in val_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    val = [r for r in val if isinstance(r.get("text"), str) and r["text"].strip()]
+    if not val:
+        raise BadInput(f"{val_path}: no rows with text; the export needs validation texts to verify the model")
+    arch = (mc.get("architectures") or ["?"])[0]
+    return TrainRun(run, model_dir, str(mc.get("model_type", "?")), arch, labels, int(max_length), val)
