@@ -119,6 +119,8 @@ def label_command(
 
 
 def print_label_summary(m: dict[str, Any], out: Path) -> None:
+    from distill.runs import LABELS_JSONL
+
     dist = ", ".join(f"{k} {v} ({v / max(m['labeled'], 1):.0%})" for k, v in m["label_distribution"].items())
     typer.echo(
         f"labeled {m['labeled']}/{m['rows']} rows in {m['seconds']:.1f} s "
@@ -139,7 +141,7 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
         typer.echo(f"last error: {m['last_error']}. Run the same command again to retry the failed rows.")
     if m["stopped_by_budget"]:
         typer.echo("stopped at --max-cost; raise it and run the same command again to label the rest.")
-    typer.echo(f"wrote {out}/labels.jsonl")
+    typer.echo(f"wrote {out}/{LABELS_JSONL}")
 
 
 # --- train -------------------------------------------------------------------------------------------
@@ -259,11 +261,11 @@ def predict_cmd(
 
     from distill.errors import BadInput
     from distill.runs import is_finished
-    from distill.runtime import Predictor, read_texts
+    from distill.runtime import LABELS_FILE, Predictor, read_texts
 
     if (text is None) == (input is None):
         raise BadInput("give texts with --text \"...\" (repeatable) or a file with --input FILE, not both or neither")
-    if not is_finished(export_dir) and (export_dir / "labels.json").is_file():
+    if not is_finished(export_dir) and (export_dir / LABELS_FILE).is_file():
         raise BadInput(f"{export_dir}: the export did not finish (no manifest.json); run `distill export` again")
     texts = list(text) if text is not None else read_texts(input)
     predictor = Predictor(export_dir, model=model)

@@ -24,7 +24,7 @@ from distill.config import ExportConfig
 from distill.errors import BadInput, DistillError
 from distill.export.quantization import quantize
 from distill.export.train_run import TrainRun, load_train_run
-from distill.runs import finish_run, start_run, write_json
+from distill.runs import METRICS_JSON, finish_run, start_run, write_json
 from distill.runtime import LABELS_FILE
 
 # What a tokenizer may be made of; whichever of these the model folder has travels with the model.
@@ -209,7 +209,7 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
                 extras.ort_format(cfg, train, out, metrics)
     except DistillError as e:
         metrics["failed"] = str(e)
-        write_json(out / "metrics.json", metrics)  # what was measured up to the failure, for the post-mortem
+        write_json(out / METRICS_JSON, metrics)  # what was measured up to the failure, for the post-mortem
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

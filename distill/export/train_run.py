@@ -5,12 +5,11 @@ Torch-free; every check here names what is missing and which command writes it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import BadInput
-from distill.runs import read_json, require_finished
+from distill.runs import MODEL_DIR, VAL_JSONL, read_json, read_jsonl, read_metrics, read_settings, require_finished
 
 
 @dataclass
@@ -30,7 +29,7 @@ def load_train_run(path: str | Path | None, max_length: int | None = None) -> Tr
         raise BadInput("no train run given: `distill export TRAIN_RUN_DIR --onnx --out DIR`")
     run = Path(path)
     require_finished(run, "train")
-    model_dir = run / "model"
+    model_dir = run / MODEL_DIR
     if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
         raise BadInput(f"{model_dir}: no finished model (config.json + *.safetensors); run `distill train` again")
     if not (model_dir / "tokenizer.json").is_file():
@@ -41,17 +40,14 @@ def load_train_run(path: str | Path | None, max_length: int | None = None) -> Tr
     if len(labels) < 2 or any(lab is None for lab in labels):
         raise BadInput(f"{model_dir}/config.json: id2label must name every class 0..n-1 (got {id2label})")
     # The length train actually used (its request capped by the model and tokenizer), else its request.
-    trained = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-    settings = read_json(run / "config.json").get("settings", {}) if (run / "config.json").is_file() else {}
-    max_length = max_length or trained.get("max_length") or settings.get("max_length") or 128
+    max_length = max_length or read_metrics(run).get("max_length") or read_settings(run).get("max_length") or 128
     limit = mc.get("max_position_embeddings")
     if limit and max_length > limit:
         raise BadInput(f"max_length {max_length} is over the model's {limit} positions; pass --max-length {limit} or less")
-    val_path = run / "val.jsonl"
+    val_path = run / VAL_JSONL
     if not val_path.is_file():
         raise BadInput(f"{val_path}: missing; the export checks int8 accuracy on the train run's validation split")
-    val = [json.loads(line) for line in val_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    val = [r for r in val if isinstance(r.get("text"), str) and r["text"].strip()]
+    val = [r for r in read_jsonl(val_path) if isinstance(r.get("text"), str) and r["text"].strip()]
     if not val:
         raise BadInput(f"{val_path}: no rows with text; the export needs validation texts to verify the model")
     arch = (mc.get("architectures") or ["?"])[0]

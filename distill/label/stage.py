@@ -359,20 +359,11 @@ async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> 
 
 
 def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: P.Task, result: dict[str, Any]) -> None:
-    _write_jsonl(out / "labels.jsonl", result["records"])
+    runs.write_jsonl(out / runs.LABELS_JSONL, result["records"])
     if result["gold_records"]:
-        _write_jsonl(out / "gold.jsonl", result["gold_records"])
+        runs.write_jsonl(out / runs.GOLD_JSONL, result["gold_records"])
     m = result["metrics"]
     runs.finish_run(out, "label", settings, m, _card(cfg, task, m))
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Written beside and then moved into place, so a crash never leaves half a file that looks finished."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:

@@ -25,10 +25,10 @@ from distill.config import PipelineConfig, build, load_yaml
 from distill.errors import BadInput
 from distill.run.forecast import estimate, span
 from distill.run.charts import duration
-from distill.runs import MANIFEST, is_finished, read_json, require_finished, settings_hash, write_json
+from distill.runs import (
+    MANIFEST, PIPELINE_JSON, STAGES, is_finished, read_json, read_metrics, require_finished, settings_hash, write_json,
+)  # fmt: skip
 
-STAGES = ("label", "train", "export")
-STATE_FILE = "pipeline.json"
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
 PATH_KEYS = {
     "label": ("input", "gold", "labels_file", "examples_file", "teacher_model", "cache"),
@@ -246,14 +246,14 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
     stages = state.setdefault("stages", {})
     for step in steps:
         if step.action == "skip":
-            step.result = read_json(step.out / "metrics.json") if (step.out / "metrics.json").is_file() else {}
+            step.result = read_metrics(step.out)
             say(f"{step.stage}: skipped, finished earlier with the same settings: {result_line(step.stage, step.result)}")
             continue
         if step.action == "run" and step.out.exists():
             # Another key's leftovers (an old model.with_tokenizer.onnx, old checkpoints) must not leak in.
             shutil.rmtree(step.out)
         stages[step.stage] = {"key": step.key, "state": "running", "started_at": _now()}
-        write_json(root / STATE_FILE, state)
+        write_json(root / PIPELINE_JSON, state)
         t0 = time.perf_counter()
         step.result = stage_function(step.stage)(step.config, step.out) or {}
         seconds = time.perf_counter() - t0
@@ -271,7 +271,7 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
             stages["label"]["retry"] = True
             say(f"label: warning: {step.result['errors']} rows got no answer ({step.result.get('last_error')}); "
                 "they are left out of training. Run the same command again to retry them.")
-        write_json(root / STATE_FILE, state)
+        write_json(root / PIPELINE_JSON, state)
     if report:
         from distill.run.report import build_report
 
@@ -281,7 +281,7 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
 
 
 def _read_state(root: Path) -> dict[str, Any]:
-    path = root / STATE_FILE
+    path = root / PIPELINE_JSON
     if not path.is_file():
         return {}
     try:

@@ -24,10 +24,11 @@ from distill.run.charts import (
     plot_size_latency,
     plot_time,
 )
-from distill.runs import MANIFEST, is_finished, read_json
+from distill.runs import (
+    CONFIG_JSON, LABELS_JSONL, MANIFEST, MODEL_DIR, PIPELINE_JSON, REPORT_HTML, STAGES, is_finished, read_json, read_jsonl,
+    read_metrics, read_settings,
+)  # fmt: skip
 
-STAGES = ("label", "train", "export")
-REPORT = "report.html"
 SOURCES = {"logprobs": "scored from the teacher's token probabilities", "json": "read from a JSON answer",
            "invalid": "with an answer that is no label", "skipped": "skipped at the budget cap", "error": "never answered"}
 
@@ -50,7 +51,7 @@ def find_runs(run_dir: Path) -> tuple[dict[str, Path], Path]:
     # Follow the links each stage recorded to its input (export.model -> train, train.data -> label).
     for stage, key, upstream in (("export", "model", "train"), ("train", "data", "label")):
         if stage in found and upstream not in found:
-            src = _settings(found[stage]).get(key)
+            src = read_settings(found[stage]).get(key)
             if src and is_finished(Path(src)) and read_json(Path(src) / MANIFEST).get("stage") == upstream:
                 found[upstream] = Path(src)
     found = {s: found[s] for s in STAGES if s in found}
@@ -62,23 +63,9 @@ def find_runs(run_dir: Path) -> tuple[dict[str, Path], Path]:
     return found, run_dir
 
 
-def _settings(run: Path) -> dict[str, Any]:
-    cfg = run / "config.json"
-    return read_json(cfg).get("settings", {}) if cfg.is_file() else {}
-
-
-def _metrics(run: Path | None) -> dict[str, Any]:
-    return read_json(run / "metrics.json") if run and (run / "metrics.json").is_file() else {}
-
-
 def read_labels(run: Path) -> list[dict[str, Any]]:
-    import json
-
-    path = run / "labels.jsonl"
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    path = run / LABELS_JSONL
+    return read_jsonl(path) if path.is_file() else []
 
 
 def _mb(paths: list[Path]) -> float | None:
@@ -93,7 +80,7 @@ def export_numbers(m: dict[str, Any], train_run: Path | None = None, export_run:
     accuracy; file sizes are read from the folders when the metrics do not carry them."""
     variants = m.get("variants") or {}
     files = {
-        "pytorch": [p for p in (train_run / "model").glob("*.safetensors")] if train_run else [],
+        "pytorch": [p for p in (train_run / MODEL_DIR).glob("*.safetensors")] if train_run else [],
         "fp32": [export_run / "model.onnx"] if export_run else [],
         "int8": [export_run / "model.int8.onnx"] if export_run else [],
     }
@@ -122,7 +109,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     except ImportError:
         raise BadInput("the report needs matplotlib: pip install 'distill[report]'") from None
     runs, home = find_runs(run_dir)
-    state = read_json(home / "pipeline.json") if (home / "pipeline.json").is_file() else {}
+    state = read_json(home / PIPELINE_JSON) if (home / PIPELINE_JSON).is_file() else {}
     recipe = state.get("recipe", {})
     title = recipe.get("name") or home.resolve().name
     sections = [
@@ -141,7 +128,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         when=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         body="\n".join(s for s in sections if s),
     )
-    path = Path(out) if out else home / REPORT
+    path = Path(out) if out else home / REPORT_HTML
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -165,7 +152,7 @@ def _missing(stage: str) -> str:
 
 
 def _label_names(label_run: Path | None, rows: list[dict]) -> list[str]:
-    names = list(_settings(label_run).get("labels") or []) if label_run else []
+    names = list(read_settings(label_run).get("labels") or []) if label_run else []
     for r in rows:
         if r.get("label") is not None and r["label"] not in names:
             names.append(r["label"])
@@ -174,17 +161,17 @@ def _label_names(label_run: Path | None, rows: list[dict]) -> list[str]:
 
 def _summary(runs: dict[str, Path]) -> str:
     cards = []
-    lm, tm = _metrics(runs.get("label")), _metrics(runs.get("train"))
+    lm, tm = read_metrics(runs.get("label")), read_metrics(runs.get("train"))
     if "label" in runs:
         rows = read_labels(runs["label"])
-        teacher = _settings(runs["label"]).get("teacher", "?")
+        teacher = read_settings(runs["label"]).get("teacher", "?")
         cards.append((f"{len(rows)}", f"rows labeled by teacher <b>{html.escape(str(teacher))}</b>"))
     if tm:
         cards.append((_pct(tm.get("val_accuracy")), "student accuracy on held-out teacher labels"))
         if tm.get("gold_accuracy") is not None:
             teacher = f" (teacher {_pct(tm['teacher_gold_accuracy'])})" if tm.get("teacher_gold_accuracy") is not None else ""
             cards.append((_pct(tm.get("gold_accuracy")), f"student accuracy on gold labels{teacher}"))
-    ex = export_numbers(_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
+    ex = export_numbers(read_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
     onnx = [r for r in ex if r["name"] != "PyTorch"]
     if onnx:
         best = onnx[-1]
@@ -202,7 +189,7 @@ def _teacher_section(run: Path | None) -> str:
         return _section("labels", "What the teacher said", _missing("label"))
     rows = read_labels(run)
     names = _label_names(run, rows)
-    threshold = _settings(run).get("low_confidence")
+    threshold = read_settings(run).get("low_confidence")
     conf = plot_confidence(names, rows, threshold)
     invalid = [r for r in rows if r.get("label") is None]
     sources: dict[str, int] = {}
@@ -252,7 +239,7 @@ def _unsure_section(run: Path | None, n: int = 15) -> str:
 def _student_section(run: Path | None) -> str:
     if run is None:
         return _section("student", "The student", _missing("train"))
-    m = _metrics(run)
+    m = read_metrics(run)
     facts = [
         ["accuracy on held-out teacher labels", _pct(m.get("val_accuracy"))],
         ["macro F1 on held-out teacher labels", _pct(m.get("val_macro_f1"))],
@@ -260,7 +247,7 @@ def _student_section(run: Path | None) -> str:
         ["training rows", m.get("train_rows", "-")],
         ["rows dropped (invalid teacher answer)", m.get("dropped_invalid", "-")],
         ["trained on", html.escape(str(m.get("device", "-")))],
-        ["student", html.escape(str(_settings(run).get("student", "-")))],
+        ["student", html.escape(str(read_settings(run).get("student", "-")))],
     ]
     cm = m.get("confusion_matrix")
     labels = m.get("labels") or []
@@ -270,7 +257,7 @@ def _student_section(run: Path | None) -> str:
 
 
 def _gold_section(run: Path | None) -> str:
-    m = _metrics(run)
+    m = read_metrics(run)
     if m.get("gold_accuracy") is None:
         return _section("gold", "Against gold labels",
                         '<p class="muted">No gold labels were given (train.gold), so only agreement with the teacher is known.</p>')
@@ -289,14 +276,14 @@ def _gold_section(run: Path | None) -> str:
 
 
 def _deploy_section(train: Path | None, export: Path | None) -> str:
-    rows = export_numbers(_metrics(export), train, export) if export else []
+    rows = export_numbers(read_metrics(export), train, export) if export else []
     if not rows:
         return _section("deploy", "Size and speed", _missing("export"))
     table = _table(
         ["model", "size", "ms/text, batch 1", "ms/text, batch 32", "accuracy (validation)"],
         [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), _pct(r.get("accuracy"))] for r in rows],
     )
-    m = _metrics(export)
+    m = read_metrics(export)
     how = (f"<p class=\"muted\">Measured by the export on the machine that ran it: {m.get('timed_texts', '?')} validation "
            f"texts, {m.get('threads', '?')} thread(s), the model call only (tokenization not timed).</p>") if m else ""
     if m.get("int8_accuracy_note"):
@@ -316,7 +303,7 @@ def stage_seconds(run: Path, m: dict[str, Any], state: dict[str, Any], stage: st
     if isinstance(recorded, (int, float)):
         return float(recorded)
     try:
-        start = dt.datetime.strptime(read_json(run / "config.json")["started_at"], "%Y-%m-%dT%H:%M:%S%z")
+        start = dt.datetime.strptime(read_json(run / CONFIG_JSON)["started_at"], "%Y-%m-%dT%H:%M:%S%z")
         end = dt.datetime.strptime(read_json(run / MANIFEST)["finished_at"], "%Y-%m-%dT%H:%M:%S%z")
         return (end - start).total_seconds()
     except (KeyError, ValueError, OSError):
@@ -326,10 +313,10 @@ def stage_seconds(run: Path, m: dict[str, Any], state: dict[str, Any], stage: st
 def _cost_section(runs: dict[str, Path], state: dict[str, Any]) -> str:
     rows = []
     for stage, run in runs.items():
-        m = _metrics(run)
+        m = read_metrics(run)
         cost = m.get("cost_usd") if stage == "label" else 0.0
         notes = {
-            "label": f"teacher {html.escape(str(_settings(run).get('teacher', '?')))}"
+            "label": f"teacher {html.escape(str(read_settings(run).get('teacher', '?')))}"
             + (f", {m['teacher_calls']} calls" if "teacher_calls" in m else ""),
             "train": f"on {html.escape(str(m.get('device', '?')))}",
             "export": "local",

@@ -13,7 +13,6 @@ torch and transformers are imported inside `train`, so importing this module is 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -28,7 +27,10 @@ from typing import Any
 from distill.config import TrainConfig
 from distill.data import load_table, read_gold, require_column
 from distill.errors import BadInput
-from distill.runs import finish_run, read_json, require_finished, start_run
+from distill.runs import (
+    CONFIG_JSON, GOLD_JSONL, LABELS_JSONL, VAL_JSONL, finish_run, read_json, read_jsonl, read_settings,
+    require_finished, start_run, write_jsonl,
+)  # fmt: skip
 from distill.train.schedule import derive_schedule
 
 INVALID = -1  # the teacher's label index for a row it answered invalidly
@@ -49,10 +51,10 @@ class LabeledData:
 def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledData:
     """labels.jsonl of a finished label run -> usable rows; invalid teacher answers are counted and left out."""
     require_finished(path, "label")
-    settings = read_json(path / "config.json").get("settings", {})
-    if not (path / "labels.jsonl").is_file():
-        raise BadInput(f"{path}: a finished label run without labels.jsonl; run `distill label` again.")
-    rows = [json.loads(line) for line in (path / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    settings = read_settings(path)
+    if not (path / LABELS_JSONL).is_file():
+        raise BadInput(f"{path}: a finished label run without {LABELS_JSONL}; run `distill label` again.")
+    rows = read_jsonl(path / LABELS_JSONL)
     labels = list(settings.get("labels") or sorted({r["label"] for r in rows if r.get("label") is not None}))
     index = {lab: i for i, lab in enumerate(labels)}
     data = LabeledData(labels, [], [], [], teacher=settings.get("teacher"))
@@ -83,9 +85,8 @@ def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledDa
         data.soft = None
     # The teacher's answers on the label run's gold texts (label --gold): never trained on, only looked up so
     # that train --gold can score the teacher beside the student.
-    if (path / "gold.jsonl").is_file():
-        for line in (path / "gold.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line) if line.strip() else {}
+    if (path / GOLD_JSONL).is_file():
+        for r in read_jsonl(path / GOLD_JSONL):
             if r.get("text") is not None and r["text"] not in data.teacher_by_text:
                 data.teacher_by_text[r["text"]] = index.get(r.get("label"), INVALID)
     return data
@@ -151,8 +152,8 @@ def check_resume(cfg: TrainConfig, out: Path) -> str:
     ckpt = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
     if ckpt is None:
         raise BadInput(f"--resume: {out}/checkpoints holds no checkpoint to continue from; run without --resume.")
-    if (out / "config.json").is_file():
-        before = read_json(out / "config.json").get("settings", {})
+    if (out / CONFIG_JSON).is_file():
+        before = read_settings(out)
         changed = sorted(k for k, v in cfg.resolved().items() if k != "resume" and before.get(k, v) != v)
         if changed:
             raise BadInput(f"--resume: settings {changed} differ from the interrupted run; use the same ones, "
@@ -284,9 +285,8 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     if rank == 0:
         (out / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; model/ stays safetensors + json
         tokenizer.save_pretrained(out / "model")
-        with open(out / "val.jsonl", "w", encoding="utf-8") as f:  # the export stage measures int8 accuracy on it
-            f.writelines(json.dumps({"text": data.texts[i], "label": data.labels[data.targets[i]]}, ensure_ascii=False)
-                         + "\n" for i in val_idx)
+        # The export stage measures int8 accuracy on it.
+        write_jsonl(out / VAL_JSONL, ({"text": data.texts[i], "label": data.labels[data.targets[i]]} for i in val_idx))
         card = model_card(cfg, metrics)
         (out / "model" / "README.md").write_text(card, encoding="utf-8")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best model is in model/; checkpoints are GBs
