@@ -171,6 +171,10 @@ def train_cmd(
     warmup_ratio: Optional[float] = typer.Option(None, help="Warm-up share of the steps (default: derived: 10%, at most 500)."),
     eval_steps: Optional[int] = typer.Option(None, help="Steps between evaluations (default: derived from the data size)."),
     class_balance: Optional[str] = typer.Option(None, help="weight | none (default: weight: class-weighted loss)."),
+    freeze_layers: Optional[int] = typer.Option(None, help="Keep the embeddings and the lowest N layers as pretrained (default: 0)."),
+    unlabeled: Optional[str] = typer.Option(None, help="Texts the teacher did not label: the student labels them and trains again (self-training)."),
+    self_training_rounds: Optional[int] = typer.Option(None, help="Self-training rounds with --unlabeled (default: 1)."),
+    self_training_threshold: Optional[float] = typer.Option(None, help="The student's confidence needed to keep an unlabeled row (default: 0.9)."),
     precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16 (default: auto: bf16/fp16 on GPU, fp32 on CPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the student's own code."),
@@ -186,7 +190,8 @@ def train_cmd(
         max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, loss=loss,
         temperature=temperature, alpha=alpha, min_confidence=min_confidence, val_fraction=val_fraction, seed=seed,
         early_stopping_patience=patience, warmup_ratio=warmup_ratio, eval_steps=eval_steps,
-        class_balance=class_balance, precision=precision, resume=resume or None,
+        class_balance=class_balance, precision=precision, resume=resume or None, freeze_layers=freeze_layers,
+        unlabeled=unlabeled, self_training_rounds=self_training_rounds, self_training_threshold=self_training_threshold,
         trust_remote_code=trust_remote_code or None,
     )
     cfg = build(TrainConfig, settings, "distill train")

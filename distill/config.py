@@ -102,6 +102,16 @@ class TrainConfig(_Config):
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     eval_steps: int | None = Field(None, ge=1)
     class_balance: Literal["weight", "none"] = "weight"
+    # Embeddings and the lowest N transformer layers stay as pretrained: less to compute backwards (mpnet on CPU).
+    freeze_layers: int = Field(0, ge=0)
+    # Self-training (distill/self_training.py): texts the teacher never labeled; the student labels them, keeps
+    # the rows it is sure of and trains again, for this many rounds. In a recipe: label.input beyond label.max_rows.
+    unlabeled: str | None = None
+    unlabeled_text_column: str | None = None  # None: the only column, or one named "text"
+    unlabeled_max_rows: int | None = Field(None, ge=1)
+    self_training_rounds: int = Field(1, ge=0)
+    self_training_threshold: float = Field(0.9, gt=0, le=1)  # the student's top probability needed to keep a row
+    self_training_epochs: float | None = Field(1.0, gt=0)  # passes per round over teacher + kept rows; None: derived
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     resume: bool = False
     trust_remote_code: bool = False

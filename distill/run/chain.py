@@ -32,12 +32,12 @@ from distill.runs import (
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
 PATH_KEYS = {
     "label": ("input", "gold", "labels_file", "examples_file", "teacher_model", "cache"),
-    "train": ("data", "gold", "student"),
+    "train": ("data", "gold", "student", "unlabeled"),
     "export": ("model",),
 }
 # Input files whose bytes are part of a stage's key (an edited file is a changed setting). Not the teacher
 # cache (it changes as it fills) nor the GGUF (hundreds of MB; its path is in the settings).
-CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file"), "train": ("data", "gold"), "export": ()}
+CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file"), "train": ("data", "gold", "unlabeled"), "export": ()}
 # Where each stage reads its predecessor's run folder, when the recipe does not say.
 UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
 # Settings that change how a run proceeds, not what it produces: left out of the key.
@@ -118,6 +118,11 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
             setattr(configs[stage], key, str(root / upstream))
     if configs["train"].gold is None:  # one gold file scores teacher (label) and student (train)
         configs["train"].gold = configs["label"].gold
+    # The texts beyond label.max_rows are the ones the teacher never labeled: train self-trains on them
+    # (train drops whatever the teacher did label, so the whole input can be passed).
+    label = configs["label"]
+    if configs["train"].unlabeled is None and label.max_rows and label.input and configs["train"].self_training_rounds > 0:
+        configs["train"].unlabeled, configs["train"].unlabeled_text_column = label.input, label.text_column
     return configs
 
 

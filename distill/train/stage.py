@@ -190,6 +190,12 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         raise BadInput(f"--loss kd needs the teacher's probabilities and {source} has hard labels only; use --loss ce or auto.")
     train_idx, val_idx = split_rows(data, cfg, source)
     resume_from = check_resume(cfg, out) if cfg.resume else None
+    unlabeled, unlabeled_overlap = [], 0
+    if cfg.unlabeled and cfg.self_training_rounds > 0:
+        from distill.self_training import read_unlabeled
+
+        unlabeled, unlabeled_overlap = read_unlabeled(cfg.unlabeled, cfg.unlabeled_text_column, {*data.teacher_by_text, *data.texts, *gold_texts},
+                                                      cfg.unlabeled_max_rows)
 
     import torch
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments
@@ -214,47 +220,78 @@ def train(cfg: TrainConfig, out: Path) -> dict:
 
     train_rows, val_rows = subset(train_idx), subset(val_idx)
     weights = D.class_weights([data.targets[i] for i in train_idx], len(data.labels)) if cfg.class_balance == "weight" else None
-    sched = derive_schedule(len(train_rows), cfg.batch_size * world_size, cfg.epochs, cfg.max_steps,
-                              cfg.warmup_ratio, cfg.eval_steps)
-    with D.quiet_transformers():
-        args = TrainingArguments(
-            output_dir=str(out / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=max(64, cfg.batch_size), learning_rate=cfg.learning_rate, weight_decay=0.01,
-            num_train_epochs=sched.epochs, max_steps=cfg.max_steps or -1, warmup_steps=sched.warmup_steps,
-            eval_strategy="steps", eval_steps=sched.eval_steps, save_strategy="steps", save_steps=sched.eval_steps,
-            logging_strategy="steps", logging_steps=sched.eval_steps, save_total_limit=2,  # best + latest
-            load_best_model_at_end=True, metric_for_best_model="selection", greater_is_better=True,
-            bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not cuda,
-            ddp_backend="gloo" if world_size > 1 and not cuda else None,
-            seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False, label_names=["labels"],
-            dataloader_pin_memory=cuda, save_safetensors=True,
-        )
     if rank == 0:
         start_run(out, "train", cfg.resolved())
         if resume_from is None:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
     D.barrier()
-    with D.quiet_transformers():  # e.g. "tokenizer has new PAD/BOS/EOS tokens" for a decoder given a pad token
-        trainer = D.DistillationTrainer(
-            model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows, processing_class=tokenizer,
-            data_collator=D.SoftLabelCollator(tokenizer), compute_metrics=D.compute_metrics_for(len(data.labels)),
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
-            temperature=cfg.temperature, alpha=cfg.alpha if loss == "kd" else 0.0, weights=weights,
-        )
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(D.SummaryProgress())
+    D.freeze_lower_layers(model, cfg.freeze_layers)
 
+    def make_trainer(rows: list[dict], round_: int = 0):
+        """A Trainer over `rows` that continues from the model's current weights (round 0: the teacher's rows;
+        later rounds: self-training, one derived schedule per round, own checkpoint folder)."""
+        epochs = cfg.epochs if round_ == 0 else cfg.self_training_epochs
+        sched = derive_schedule(len(rows), cfg.batch_size * world_size, epochs, cfg.max_steps if round_ == 0 else None,
+                                cfg.warmup_ratio, cfg.eval_steps)
+        with D.quiet_transformers():
+            args = TrainingArguments(
+                output_dir=str(out / "checkpoints" / (f"round-{round_}" if round_ else "")), per_device_train_batch_size=cfg.batch_size,
+                per_device_eval_batch_size=max(64, cfg.batch_size), learning_rate=cfg.learning_rate, weight_decay=0.01,
+                num_train_epochs=sched.epochs, max_steps=(cfg.max_steps if round_ == 0 else None) or -1, warmup_steps=sched.warmup_steps,
+                eval_strategy="steps", eval_steps=sched.eval_steps, save_strategy="steps", save_steps=sched.eval_steps,
+                logging_strategy="steps", logging_steps=sched.eval_steps, save_total_limit=2,  # best + latest
+                load_best_model_at_end=True, metric_for_best_model="selection", greater_is_better=True,
+                bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not cuda,
+                ddp_backend="gloo" if world_size > 1 and not cuda else None,
+                seed=cfg.seed + round_, data_seed=cfg.seed + round_, report_to="none", remove_unused_columns=False, label_names=["labels"],
+                dataloader_pin_memory=cuda, save_safetensors=True,
+            )
+            # e.g. "tokenizer has new PAD/BOS/EOS tokens" for a decoder given a pad token
+            trainer = D.DistillationTrainer(
+                model=model, args=args, train_dataset=rows, eval_dataset=val_rows, processing_class=tokenizer,
+                data_collator=D.SoftLabelCollator(tokenizer), compute_metrics=D.compute_metrics_for(len(data.labels)),
+                callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
+                temperature=cfg.temperature, alpha=cfg.alpha if loss == "kd" else 0.0, weights=weights,
+            )
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(D.SummaryProgress())
+        return trainer, sched
+
+    trainer, sched = make_trainer(train_rows)
     resumed = read_json(Path(resume_from) / "trainer_state.json") if resume_from else {}
     start_epoch = resumed.get("epoch", 0.0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # raised at every checkpoint rotation on some filesystems; harmless
         warnings.filterwarnings("ignore", message="mtime may not be reliable")
         trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - t0
+    seconds = first_seconds = time.perf_counter() - t0
+    gold_rows = encode(tokenizer, gold_texts, gold_targets, None, max_length) if gold_texts else []
+    self_training = None
+    if unlabeled:
+        from distill.self_training import self_train
+
+        def score(tr: Any) -> dict:
+            with D.quiet_transformers():
+                ev = tr.evaluate(val_rows)
+                s = {"selection": ev["eval_selection"], "val_accuracy": ev["eval_accuracy"], "val_macro_f1": ev["eval_macro_f1"]}
+                if gold_rows:
+                    s["gold_accuracy"] = D.classification_metrics(gold_targets, tr.predict(gold_rows).predictions.argmax(-1).tolist(), len(data.labels))["accuracy"]
+            return s
+
+        counts = Counter(data.targets[i] for i in train_idx)
+        self_training = self_train(
+            model=model, make_trainer=lambda rows, r: make_trainer(rows, r)[0],
+            encode_rows=lambda texts, targets, soft: encode(tokenizer, texts, targets, soft, max_length),
+            train_rows=train_rows, unlabeled=unlabeled, shares=[counts[i] / len(train_idx) for i in range(len(data.labels))],
+            rounds=cfg.self_training_rounds, threshold=cfg.self_training_threshold, soft=loss == "kd",
+            score=score, first=score(trainer),
+        )
+        self_training["unlabeled_overlap_removed"] = unlabeled_overlap
+        seconds = time.perf_counter() - t0
     with D.quiet_transformers():
         val_pred = trainer.predict(val_rows).predictions.argmax(-1).tolist()
-        gold_pred = trainer.predict(encode(tokenizer, gold_texts, gold_targets, None, max_length)).predictions.argmax(-1).tolist() if gold_texts else []
+        gold_pred = trainer.predict(gold_rows).predictions.argmax(-1).tolist() if gold_texts else []
 
     from sklearn.metrics import confusion_matrix
 
@@ -269,7 +306,8 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         "dropped_low_confidence": data.dropped_low_confidence, "gold_overlap_removed": gold_overlap,
         "truncated_rows": sum(len(r["input_ids"]) >= max_length for r in train_rows),
         "seconds": round(seconds, 2),
-        "samples_per_second": round((state.epoch - start_epoch) * len(train_idx) / seconds, 2) if seconds > 0 else None,
+        "samples_per_second": round((state.epoch - start_epoch) * len(train_idx) / first_seconds, 2) if first_seconds > 0 else None,
+        "self_training": self_training, "freeze_layers": cfg.freeze_layers,
         "device": (torch.cuda.get_device_name(0) if cuda else "cpu") + (f" x{world_size}" if world_size > 1 else ""),
         "precision": precision, "loss": loss, "epochs": round(state.epoch, 3), "steps": state.global_step,
         "planned_steps": state.max_steps, "resumed_from_step": resumed.get("global_step"), "early_stopped": state.global_step < state.max_steps,
@@ -320,6 +358,15 @@ def model_card(cfg: TrainConfig, m: dict) -> str:
         if "teacher_gold_accuracy" in m:
             gold += (f"| the teacher on {m['teacher_gold_rows']} of those rows | {_pct(m['teacher_gold_accuracy'])} "
                      f"| {_pct(m['teacher_gold_macro_f1'])} |\n")
+    if "teacher_gold_accuracy" in m:
+        gap = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
+        gold += f"\nOn the gold set the student is {abs(gap):.1f} points {'above' if gap >= 0 else 'below'} its teacher.\n"
+    st = m.get("self_training")
+    if st:
+        r = st["rounds"][st["kept_round"]]
+        gold += (f"\nSelf-training: {len(st['rounds']) - 1} round(s) on {st['unlabeled_rows']} texts the teacher never labeled "
+                 f"(confidence >= {st['threshold']}); kept round {st['kept_round']} ({r['pseudo_rows']} of the student's own labels), "
+                 f"the best on validation.\n")
     taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
     return f"""# Text classifier distilled with `distill`
 
@@ -331,6 +378,8 @@ Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
 |---|---|---|
 | validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {_pct(m['val_accuracy'])} | {_pct(m['val_macro_f1'])} |
 {gold}
+Recipe: learning rate {cfg.learning_rate}, batch {cfg.batch_size}, temperature {cfg.temperature}, alpha {cfg.alpha},
+{cfg.freeze_layers} lowest layers frozen, max length {m['max_length']}.
 Training: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']} s on {m['device']} ({m['precision']}).
 Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
 {m['gold_overlap_removed']} rows that are in the gold set.

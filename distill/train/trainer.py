@@ -90,6 +90,28 @@ def load_student(name: str, labels: list[str], trust_remote_code: bool = False) 
     return model, tokenizer
 
 
+def freeze_lower_layers(model: Any, n: int) -> None:
+    """Keep the embeddings and the lowest `n` transformer layers as pretrained (no gradients, no optimizer state).
+
+    On a CPU the backward pass is two thirds of a step; the lower layers of a sentence encoder hold general
+    features that a few thousand rows barely move. Finds the layer list by name (BERT, MPNet, RoBERTa and
+    DeBERTa: `encoder.layer`; Qwen, Llama: `layers`).
+    """
+    if n <= 0:
+        return
+    base = model.base_model
+    blocks = getattr(getattr(base, "encoder", None), "layer", None) or getattr(base, "layers", None)
+    if blocks is None:
+        raise BadInput(f"--freeze-layers {n}: cannot find the transformer layers of {type(model).__name__}; use 0.")
+    if n > len(blocks):
+        raise BadInput(f"--freeze-layers {n}: the student has {len(blocks)} layers; use 0 to {len(blocks)}.")
+    embeddings = getattr(base, "embeddings", None) or getattr(base, "embed_tokens", None)
+    for module in [embeddings, *blocks[:n]]:
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
 # --- settings that depend on the hardware or the data size ------------------------------------------
 
 

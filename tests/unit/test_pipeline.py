@@ -299,3 +299,10 @@ def test_gold_texts_count_for_the_teacher_not_for_training(recipe, tmp_path):
     notes = {s.stage: s.note for s in pipeline.plan(cfg)}
     assert notes["label"].startswith("7 rows") and "~3 rows x" in notes["train"]  # 4 inputs + 3 gold; 85% of 4
     assert pipeline.stage_configs(cfg)["train"].gold == str(gold)  # train scores the student on the same file
+
+
+def test_rows_beyond_label_max_rows_are_self_training_text(recipe):
+    cfg = pipeline.stage_configs(pipeline.load_recipe(recipe, ["label.max_rows=10"]))
+    assert cfg["train"].unlabeled == cfg["label"].input  # train drops the rows the teacher labeled
+    assert pipeline.stage_configs(pipeline.load_recipe(recipe, ["label.max_rows=10", "train.self_training_rounds=0"]))["train"].unlabeled is None
+    assert pipeline.stage_configs(pipeline.load_recipe(recipe))["train"].unlabeled is None  # everything labeled

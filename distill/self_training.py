@@ -1,0 +1,118 @@
+"""Self-training on text the teacher never labeled (`distill train --unlabeled FILE`), noisy-student style.
+
+A user with 100k texts often pays the teacher for 2k. After the student has learned the teacher's labels,
+it labels the rest itself (dropout off, the clean prediction), keeps the rows it is sure of, and trains
+again on the teacher's rows plus its own (dropout on: the noise that makes the student generalise instead
+of copying itself). Each round is scored on the same validation split (the teacher's labels) and, where
+there is one, the gold set; the round with the best validation score is the model that is kept.
+
+Kept pseudo-labels follow the class shares of the teacher's training rows, so that a class the student
+is more sure about cannot take over the pool round after round (Xie et al., Noisy Student, balance the
+same way). Imported only when training runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from distill.errors import BadInput
+
+
+def read_unlabeled(path: str, text_column: str | None, exclude: set[str], max_rows: int | None) -> tuple[list[str], int]:
+    """Distinct texts of `path` that are not in `exclude` (training, validation and gold texts), in file order,
+    at most `max_rows`; and how many rows were left out because the teacher or the gold set already has them."""
+    from distill.data import load_texts
+
+    texts = load_texts(path, text_column)
+    seen: set[str] = set()
+    kept: list[str] = []
+    overlap = 0
+    for t in texts:
+        t = t.strip()
+        if not t or t in seen:
+            continue
+        seen.add(t)
+        if t in exclude:
+            overlap += 1
+            continue
+        kept.append(t)
+    if not kept:
+        raise BadInput(f"--unlabeled {path}: no texts left once the {overlap} that the teacher labeled or the gold "
+                       "set holds are removed; pass a file of texts the teacher did not label.")
+    return kept[:max_rows] if max_rows else kept, overlap
+
+
+def select_confident(probs: Sequence[Sequence[float]], threshold: float, shares: Sequence[float]) -> list[int]:
+    """Indices of rows whose top probability reaches `threshold`, most confident first per class, trimmed so
+    the kept rows follow `shares` (the class shares of the teacher's training rows)."""
+    by_class: dict[int, list[tuple[float, int]]] = {}
+    for i, p in enumerate(probs):
+        c = max(range(len(p)), key=p.__getitem__)
+        if p[c] >= threshold:
+            by_class.setdefault(c, []).append((p[c], i))
+    active = [c for c, s in enumerate(shares) if s > 0]
+    if not active or any(c not in by_class for c in active):
+        return []  # a class the student never predicts with confidence: keeping the others would skew the pool
+    # The largest pool with exactly these shares that every class can fill.
+    total = min(len(by_class[c]) / shares[c] for c in active)
+    keep: list[int] = []
+    for c in active:
+        ranked = sorted(by_class[c], reverse=True)
+        keep += [i for _, i in ranked[: max(1, math.floor(total * shares[c]))]]
+    return sorted(keep)
+
+
+def softmax_rows(logits: Any) -> list[list[float]]:
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return (z / z.sum(-1, keepdims=True)).tolist()
+
+
+def self_train(
+    *,
+    model: Any,
+    make_trainer: Callable[[list[dict], int], Any],
+    encode_rows: Callable[[list[str], list[int], list[list[float]] | None], list[dict]],
+    train_rows: list[dict],
+    unlabeled: list[str],
+    shares: Sequence[float],
+    rounds: int,
+    threshold: float,
+    soft: bool,
+    score: Callable[[Any], dict],
+    first: dict,
+) -> dict:
+    """Run the rounds; leave `model` holding the best round's weights and return what to record.
+
+    make_trainer(rows, round) builds a Trainer that continues from `model`'s current weights;
+    encode_rows(texts, targets, soft) tokenizes; score(trainer) -> {"selection", "val_accuracy", ...}
+    measures the current weights; `first` is round 0's score (the student trained on the teacher alone).
+    """
+    import copy
+    import time
+
+    history = [{"round": 0, "pseudo_rows": 0, **first}]
+    best, best_state = 0, copy.deepcopy(model.state_dict())
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        trainer = make_trainer(train_rows, r)  # a throwaway Trainer only to predict with the current weights
+        probs = softmax_rows(trainer.predict(encode_rows(unlabeled, [0] * len(unlabeled), None)).predictions)
+        keep = select_confident(probs, threshold, shares)
+        if not keep:
+            history.append({"round": r, "pseudo_rows": 0, "stopped": f"no class reached confidence {threshold}"})
+            break
+        targets = [max(range(len(probs[i])), key=probs[i].__getitem__) for i in keep]
+        pseudo = encode_rows([unlabeled[i] for i in keep], targets, [probs[i] for i in keep] if soft else None)
+        trainer = make_trainer(train_rows + pseudo, r)
+        trainer.train()
+        s = score(trainer)
+        history.append({"round": r, "pseudo_rows": len(keep), "seconds": round(time.perf_counter() - t0, 2), **s})
+        if s["selection"] > history[best]["selection"]:
+            best, best_state = len(history) - 1, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return {"rounds": history, "kept_round": history[best]["round"], "unlabeled_rows": len(unlabeled),
+            "threshold": threshold}

@@ -1,0 +1,66 @@
+"""Self-training (`distill train --unlabeled`): the student labels text the teacher never saw, keeps what it is
+sure of, trains again, and gets better on held-out rows; plus the pure selection rule."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS
+from tests.unit.test_train import LABELS, cfg, make_label_run, write_csv
+from distill.errors import BadInput
+from distill.self_training import read_unlabeled, select_confident
+from distill.train import train
+
+# The teacher labels sentences with the first half of the sentiment words only; the unlabeled text pairs a
+# known word with an unknown one ("great and lovely"); the gold rows use the unknown words alone. Without
+# self-training the student cannot know "lovely"; with it, it learns the word from its own confident labels.
+KNOWN = {"positive": POSITIVE_WORDS[:4], "negative": NEGATIVE_WORDS[:4]}
+UNKNOWN = {"positive": POSITIVE_WORDS[4:], "negative": NEGATIVE_WORDS[4:]}
+STARTS = ["the pasta was", "our waiter was", "the dessert tasted", "the room felt", "service was", "the soup was"]
+
+
+def rows(words: dict, n: int, rng: random.Random, pair: dict | None = None) -> list[dict]:
+    out = []
+    for i in range(n):
+        lab = LABELS[i % 2]
+        text = f"{rng.choice(STARTS)} {rng.choice(words[lab])}"
+        out.append({"text": text + (f" and {rng.choice(pair[lab])}" if pair else ""), "label": lab})
+    return out
+
+
+def test_self_training_improves_the_student_on_held_out_rows(tmp_path, tiny_bert_dir):
+    rng = random.Random(0)
+    run = make_label_run(tmp_path / "label", rows(KNOWN, 96, rng))
+    unlabeled = tmp_path / "unlabeled.jsonl"
+    pool = rows(KNOWN, 300, rng, pair=UNKNOWN)
+    unlabeled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in pool), encoding="utf-8")
+    gold = write_csv(tmp_path / "gold.csv", list({r["text"]: r for r in rows(UNKNOWN, 120, rng)}.values()))
+    m = train(cfg(tmp_path, run, tiny_bert_dir, gold=str(gold), unlabeled=str(unlabeled), self_training_rounds=2,
+                  self_training_threshold=0.6, self_training_epochs=6, epochs=10), tmp_path / "train")
+    st = m["self_training"]
+    first, later = st["rounds"][0], st["rounds"][1:]
+    assert [r["round"] for r in st["rounds"]] == [0, 1, 2] and all(r["pseudo_rows"] > 0 for r in later)
+    assert all("val_accuracy" in r and "gold_accuracy" in r for r in st["rounds"])
+    # The student kept a later round, and it is better on the rows that only self-training could teach it.
+    assert st["kept_round"] >= 1 and m["gold_accuracy"] >= first["gold_accuracy"] + 0.15, st
+    assert m["gold_accuracy"] == st["rounds"][st["kept_round"]]["gold_accuracy"]
+
+
+def test_unlabeled_rows_the_teacher_labeled_are_left_out(tmp_path):
+    path = tmp_path / "u.txt"
+    path.write_text("a\nb\nb\nc\ngold text\n", encoding="utf-8")
+    assert read_unlabeled(str(path), None, {"a", "gold text"}, None) == (["b", "c"], 2)
+    assert read_unlabeled(str(path), None, set(), 2)[0] == ["a", "b"]
+    with pytest.raises(BadInput, match="no texts left"):
+        read_unlabeled(str(path), None, {"a", "b", "c", "gold text"}, None)
+
+
+def test_confident_rows_keep_the_teachers_class_shares():
+    probs = [[0.99, 0.01], [0.95, 0.05], [0.97, 0.03], [0.6, 0.4], [0.05, 0.95], [0.5, 0.5]]
+    # 3 confident negatives, 1 confident positive, shares 50/50: one of each, the most confident.
+    assert select_confident(probs, 0.9, [0.5, 0.5]) == [0, 4]
+    assert select_confident(probs, 0.9, [0.75, 0.25]) == [0, 1, 2, 4]
+    assert select_confident(probs, 0.99, [0.5, 0.5]) == []  # no confident positive: keep nothing
