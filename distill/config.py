@@ -104,7 +104,7 @@ class TrainConfig(_Config):
     class_balance: Literal["weight", "none"] = "weight"
     # Embeddings and the lowest N transformer layers stay as pretrained: less to compute backwards (mpnet on CPU).
     freeze_layers: int = Field(0, ge=0)
-    # Self-training (distill/self_training.py): texts the teacher never labeled; the student labels them, keeps
+    # Self-training (distill/train/self_training.py): texts the teacher never labeled; the student labels them, keeps
     # the rows it is sure of and trains again, for this many rounds. In a recipe: label.input beyond label.max_rows.
     unlabeled: str | None = None
     unlabeled_text_column: str | None = None  # None: the only column, or one named "text"

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS
 from tests.unit.test_train import LABELS, cfg, make_label_run, write_csv
 from distill.errors import BadInput
-from distill.self_training import read_unlabeled, select_confident
+from distill.train.self_training import read_unlabeled, select_confident
 from distill.train import train
 
 # The teacher labels sentences with the first half of the sentiment words only; the unlabeled text pairs a

@@ -1,0 +1,61 @@
+"""The train run's model card (model/README.md and the run's README.md): what was trained, on what, with
+which recipe, how it scored, and how far it is from its teacher."""
+
+from __future__ import annotations
+
+from distill.config import TrainConfig
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def model_card(cfg: TrainConfig, m: dict) -> str:
+    gold = ""
+    if "gold_accuracy" in m:
+        gold = f"| gold set ({m['gold_rows']} rows, true labels) | {_pct(m['gold_accuracy'])} | {_pct(m['gold_macro_f1'])} |\n"
+        if "teacher_gold_accuracy" in m:
+            gold += (f"| the teacher on {m['teacher_gold_rows']} of those rows | {_pct(m['teacher_gold_accuracy'])} "
+                     f"| {_pct(m['teacher_gold_macro_f1'])} |\n")
+    if "teacher_gold_accuracy" in m:
+        gap = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
+        gold += f"\nOn the gold set the student is {abs(gap):.1f} points {'above' if gap >= 0 else 'below'} its teacher.\n"
+    st = m.get("self_training")
+    if st:
+        r = st["rounds"][st["kept_round"]]
+        gold += (f"\nSelf-training: {len(st['rounds']) - 1} round(s) on {st['unlabeled_rows']} texts the teacher never labeled "
+                 f"(confidence >= {st['threshold']}); kept round {st['kept_round']} ({r['pseudo_rows']} of the student's own labels), "
+                 f"the best on validation.\n")
+    taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
+    return f"""# Text classifier distilled with `distill`
+
+Student `{cfg.student}` fine-tuned on {m['train_rows']} texts labeled by {taught}
+(loss: {'knowledge distillation on the teacher probabilities' if m['loss'] == 'kd' else 'cross-entropy'}).
+Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
+
+| evaluated on | accuracy | macro-F1 |
+|---|---|---|
+| validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {_pct(m['val_accuracy'])} | {_pct(m['val_macro_f1'])} |
+{gold}
+Recipe: learning rate {cfg.learning_rate}, batch {cfg.batch_size}, temperature {cfg.temperature}, alpha {cfg.alpha},
+{cfg.freeze_layers} lowest layers frozen, max length {m['max_length']}.
+Training: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']} s on {m['device']} ({m['precision']}).
+Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
+{m['gold_overlap_removed']} rows that are in the gold set.
+
+## Use
+
+```python
+from transformers import pipeline
+clf = pipeline("text-classification", model="path/to/model")
+clf("some text")  # [{{'label': '{m['labels'][0]}', 'score': ...}}]
+```
+`distill export --onnx` turns it into an ONNX model for onnxruntime.
+
+## Limits
+
+It knows only these labels and only what the training texts showed it; it inherits the teacher's mistakes,
+and validation accuracy measures agreement with the {'teacher' if m['teacher'] else 'given labels'}, not the truth
+(see the gold row when there is one). Texts longer than {m['max_length']} tokens are cut. Check it on your own data
+before relying on it.
+"""
