@@ -119,19 +119,20 @@ def label_command(
 
 
 def print_label_summary(m: dict[str, Any], out: Path) -> None:
+    from distill.formatting import pct
     from distill.runs import LABELS_JSONL
 
-    dist = ", ".join(f"{k} {v} ({v / max(m['labeled'], 1):.0%})" for k, v in m["label_distribution"].items())
+    dist = ", ".join(f"{k} {v} ({pct(v / max(m['labeled'], 1), 0)})" for k, v in m["label_distribution"].items())
     typer.echo(
         f"labeled {m['labeled']}/{m['rows']} rows in {m['seconds']:.1f} s "
         f"({m['teacher_calls']} teacher calls, {m['cached']} from cache, ${m['cost_usd']:.4f})"
     )
     typer.echo(f"labels: {dist or 'none'}")
     if m["low_confidence_share"] is not None:
-        typer.echo(f"low confidence: {m['low_confidence']} rows ({m['low_confidence_share']:.0%})")
+        typer.echo(f"low confidence: {m['low_confidence']} rows ({pct(m['low_confidence_share'], 0)})")
     if "teacher_gold_accuracy" in m:
-        typer.echo(f"teacher on {m['teacher_gold_rows']} gold texts: accuracy {m['teacher_gold_accuracy']:.1%}, "
-                   f"macro-F1 {m['teacher_gold_macro_f1']:.1%}")
+        typer.echo(f"teacher on {m['teacher_gold_rows']} gold texts: accuracy {pct(m['teacher_gold_accuracy'])}, "
+                   f"macro-F1 {pct(m['teacher_gold_macro_f1'])}")
     if m["invalid"] or m["errors"] or m["skipped"] or m["truncated"]:
         typer.echo(
             f"invalid answers: {m['invalid']} (kept raw), rows whose request failed: {m['errors']}, "

@@ -28,6 +28,8 @@ from distill.errors import BadInput
 
 # The stages in the order a recipe chains them; each writes <artifacts>/<recipe>/<stage>/.
 STAGES = ("label", "train", "export")
+# The setting through which a stage names the run folder it reads: train.data is a label run, export.model a train run.
+UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
 
 # Every run folder.
 CONFIG_JSON = "config.json"

@@ -8,16 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.formatting import megabytes
+
 MEANING = {
     "input_ids": "token ids from tokenizer.json: [CLS] text [SEP], then padding",
     "attention_mask": "1 for a real token, 0 for padding",
     "token_type_ids": "all 0 (one text per row)",
     "logits": "unnormalised scores in label order; softmax gives probabilities",
 }
-
-
-def _mb(n: int | None) -> str:
-    return f"{n / 1e6:.1f} MB" if n else "-"
 
 
 def _shape(spec: dict) -> str:
@@ -34,7 +32,7 @@ def _figures(metrics: dict[str, Any]) -> list[str]:
     for name in lat:
         a = acc.get(name)
         rows.append(
-            f"| {name} | {_mb(size.get(name))} | {lat[name]:.2f} | {tput[name]:.0f} | "
+            f"| {name} | {megabytes(size.get(name))} | {lat[name]:.2f} | {tput[name]:.0f} | "
             f"{'-' if a is None else f'{100 * a:.1f}%'} |"
         )
     rows.append("")

@@ -22,6 +22,7 @@ from distill import runs
 from distill.config import LabelConfig
 from distill.data import load_table, load_texts, read_gold
 from distill.errors import BadInput, TeacherUnavailable
+from distill.formatting import pct
 from distill.label import prompt as P
 from distill.label.cache import AnswerCache, default_cache_path
 from distill.label.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
@@ -371,7 +372,7 @@ def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:
     gold = ""
     if "teacher_gold_accuracy" in m:
         gold = (f"| teacher on `{cfg.gold}` ({m['teacher_gold_rows']} texts with true labels) | accuracy "
-                f"{m['teacher_gold_accuracy']:.1%}, macro-F1 {m['teacher_gold_macro_f1']:.1%} |\n")
+                f"{pct(m['teacher_gold_accuracy'])}, macro-F1 {pct(m['teacher_gold_macro_f1'])} |\n")
     return f"""# Label run
 
 Teacher `{m['teacher']}` ({m['endpoint']} endpoint, {m['mode']} scoring, calibration: {m['calibration']})

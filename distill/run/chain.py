@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 from distill.config import PipelineConfig, build, load_yaml
 from distill.errors import BadInput
-from distill.run.forecast import estimate, span
-from distill.run.charts import duration
+from distill.formatting import duration, pct, span
+from distill.run.forecast import estimate
 from distill.runs import (
-    MANIFEST, PIPELINE_JSON, STAGES, is_finished, read_json, read_metrics, require_finished, settings_hash, write_json,
+    MANIFEST, PIPELINE_JSON, STAGES, UPSTREAM, is_finished, read_json, read_metrics, require_finished, settings_hash, write_json,
 )  # fmt: skip
 
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
@@ -38,8 +38,6 @@ PATH_KEYS = {
 # Input files whose bytes are part of a stage's key (an edited file is a changed setting). Not the teacher
 # cache (it changes as it fills) nor the GGUF (hundreds of MB; its path is in the settings).
 CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file"), "train": ("data", "gold", "unlabeled"), "export": ()}
-# Where each stage reads its predecessor's run folder, when the recipe does not say.
-UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
 # Settings that change how a run proceeds, not what it produces: left out of the key.
 NOT_IN_KEY = {"train": ("resume",), "label": ("dry_run",)}
 
@@ -303,9 +301,8 @@ def _now() -> str:
 def result_line(stage: str, m: dict[str, Any]) -> str:
     """One line that says what a stage produced, from its metrics.json (missing keys are left out)."""
 
-    def pct(key: str) -> str | None:
-        v = m.get(key)
-        return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else None
+    def share(key: str) -> str:
+        return pct(m.get(key), missing="")
 
     parts: list[str | None] = []
     if stage == "label":
@@ -313,18 +310,18 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
             f"{m['rows']} rows" if "rows" in m else None,
             f"{m['invalid']} invalid answers" if m.get("invalid") else None,
             f"{m['errors']} failed requests (run again to retry them)" if m.get("errors") else None,
-            f"{pct('low_confidence_share')} unsure" if pct("low_confidence_share") else None,
+            f"{share('low_confidence_share')} unsure" if share("low_confidence_share") else None,
             f"{m['teacher_calls']} teacher calls, {m.get('cached', 0)} answers from the cache" if "teacher_calls" in m else None,
             f"${m['cost_usd']:.4f}" if m.get("cost_usd") else None,
             f"estimated ${m['est_cost_usd']:.4f} for {m.get('est_prompt_tokens', '?')} prompt tokens" if m.get("est_cost_usd") is not None else None,
         ]
     elif stage == "train":
         parts = [
-            f"val accuracy {pct('val_accuracy')}" if pct("val_accuracy") else None,
-            f"macro F1 {pct('val_macro_f1')}" if pct("val_macro_f1") else None,
-            f"agreement with teacher {pct('teacher_agreement')}" if pct("teacher_agreement") else None,
-            f"gold accuracy {pct('gold_accuracy')}" if pct("gold_accuracy") else None,
-            f"teacher's gold accuracy {pct('teacher_gold_accuracy')}" if pct("teacher_gold_accuracy") else None,
+            f"val accuracy {share('val_accuracy')}" if share("val_accuracy") else None,
+            f"macro F1 {share('val_macro_f1')}" if share("val_macro_f1") else None,
+            f"agreement with teacher {share('teacher_agreement')}" if share("teacher_agreement") else None,
+            f"gold accuracy {share('gold_accuracy')}" if share("gold_accuracy") else None,
+            f"teacher's gold accuracy {share('teacher_gold_accuracy')}" if share("teacher_gold_accuracy") else None,
             f"{m['train_rows']} training rows" if "train_rows" in m else None,
         ]
     elif stage == "export":

@@ -9,14 +9,10 @@ import base64
 import io
 from typing import Any
 
+from distill.formatting import duration
+
 TEACHER_COLOR, STUDENT_COLOR, MUTED = "#7a5195", "#1f77b4", "#9aa0a6"
 VARIANT_COLORS = {"PyTorch": "#9aa0a6", "ONNX fp32": "#1f77b4", "ONNX int8": "#2ca02c"}
-
-
-def duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s:.1f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 # --- plots --------------------------------------------------------------------------------------------

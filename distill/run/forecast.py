@@ -6,7 +6,6 @@ plan appears at once. The rates below were measured on the 2-core CPU machine th
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -109,13 +108,3 @@ def _student_speed(student: str) -> tuple[float, str]:
     if student.lower() in STUDENT_ALIASES:
         return MINILM_SAMPLES_PER_S, "MiniLM student"
     return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
-
-
-def span(lo: float, hi: float) -> str:
-    """An estimate as a range people read at a glance: `40-75 s`, `3-5 min`, `1.5-2.5 h`."""
-    if hi < 90:
-        return f"{lo:.0f}-{hi:.0f} s" if round(lo) != round(hi) else f"{hi:.0f} s"
-    if hi < 5400:
-        a, b = max(1, round(lo / 60)), max(1, math.ceil(hi / 60))
-        return f"{a} min" if a >= b else f"{a}-{b} min"
-    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import BadInput
+from distill.formatting import duration, pct
 from distill.run.charts import (
-    duration,
     plot_confidence,
     plot_confusion,
     plot_gold,
@@ -25,7 +25,7 @@ from distill.run.charts import (
     plot_time,
 )
 from distill.runs import (
-    CONFIG_JSON, LABELS_JSONL, MANIFEST, MODEL_DIR, PIPELINE_JSON, REPORT_HTML, STAGES, is_finished, read_json, read_jsonl,
+    CONFIG_JSON, LABELS_JSONL, MANIFEST, MODEL_DIR, PIPELINE_JSON, REPORT_HTML, STAGES, UPSTREAM, is_finished, read_json, read_jsonl,
     read_metrics, read_settings,
 )  # fmt: skip
 
@@ -49,7 +49,7 @@ def find_runs(run_dir: Path) -> tuple[dict[str, Path], Path]:
             if is_finished(run_dir / stage) and read_json(run_dir / stage / MANIFEST).get("stage") == stage:
                 found[stage] = run_dir / stage
     # Follow the links each stage recorded to its input (export.model -> train, train.data -> label).
-    for stage, key, upstream in (("export", "model", "train"), ("train", "data", "label")):
+    for stage, (key, upstream) in reversed(UPSTREAM.items()):  # export -> train first, then train -> label
         if stage in found and upstream not in found:
             src = read_settings(found[stage]).get(key)
             if src and is_finished(Path(src)) and read_json(Path(src) / MANIFEST).get("stage") == upstream:
@@ -133,10 +133,6 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     return path
 
 
-def _pct(v: Any) -> str:
-    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "-"
-
-
 def _table(head: list[str], rows: list[list[Any]], cls: str = "") -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
@@ -167,10 +163,10 @@ def _summary(runs: dict[str, Path]) -> str:
         teacher = read_settings(runs["label"]).get("teacher", "?")
         cards.append((f"{len(rows)}", f"rows labeled by teacher <b>{html.escape(str(teacher))}</b>"))
     if tm:
-        cards.append((_pct(tm.get("val_accuracy")), "student accuracy on held-out teacher labels"))
+        cards.append((pct(tm.get("val_accuracy")), "student accuracy on held-out teacher labels"))
         if tm.get("gold_accuracy") is not None:
-            teacher = f" (teacher {_pct(tm['teacher_gold_accuracy'])})" if tm.get("teacher_gold_accuracy") is not None else ""
-            cards.append((_pct(tm.get("gold_accuracy")), f"student accuracy on gold labels{teacher}"))
+            teacher = f" (teacher {pct(tm['teacher_gold_accuracy'])})" if tm.get("teacher_gold_accuracy") is not None else ""
+            cards.append((pct(tm.get("gold_accuracy")), f"student accuracy on gold labels{teacher}"))
     ex = export_numbers(read_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
     onnx = [r for r in ex if r["name"] != "PyTorch"]
     if onnx:
@@ -241,9 +237,9 @@ def _student_section(run: Path | None) -> str:
         return _section("student", "The student", _missing("train"))
     m = read_metrics(run)
     facts = [
-        ["accuracy on held-out teacher labels", _pct(m.get("val_accuracy"))],
-        ["macro F1 on held-out teacher labels", _pct(m.get("val_macro_f1"))],
-        ["agreement with the teacher", _pct(m.get("teacher_agreement"))],
+        ["accuracy on held-out teacher labels", pct(m.get("val_accuracy"))],
+        ["macro F1 on held-out teacher labels", pct(m.get("val_macro_f1"))],
+        ["agreement with the teacher", pct(m.get("teacher_agreement"))],
         ["training rows", m.get("train_rows", "-")],
         ["rows dropped (invalid teacher answer)", m.get("dropped_invalid", "-")],
         ["trained on", html.escape(str(m.get("device", "-")))],
@@ -281,7 +277,7 @@ def _deploy_section(train: Path | None, export: Path | None) -> str:
         return _section("deploy", "Size and speed", _missing("export"))
     table = _table(
         ["model", "size", "ms/text, batch 1", "ms/text, batch 32", "accuracy (validation)"],
-        [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), _pct(r.get("accuracy"))] for r in rows],
+        [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), pct(r.get("accuracy"))] for r in rows],
     )
     m = read_metrics(export)
     how = (f"<p class=\"muted\">Measured by the export on the machine that ran it: {m.get('timed_texts', '?')} validation "

@@ -4,19 +4,16 @@ which recipe, how it scored, and how far it is from its teacher."""
 from __future__ import annotations
 
 from distill.config import TrainConfig
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+from distill.formatting import pct
 
 
 def model_card(cfg: TrainConfig, m: dict) -> str:
     gold = ""
     if "gold_accuracy" in m:
-        gold = f"| gold set ({m['gold_rows']} rows, true labels) | {_pct(m['gold_accuracy'])} | {_pct(m['gold_macro_f1'])} |\n"
+        gold = f"| gold set ({m['gold_rows']} rows, true labels) | {pct(m['gold_accuracy'], missing='n/a')} | {pct(m['gold_macro_f1'], missing='n/a')} |\n"
         if "teacher_gold_accuracy" in m:
-            gold += (f"| the teacher on {m['teacher_gold_rows']} of those rows | {_pct(m['teacher_gold_accuracy'])} "
-                     f"| {_pct(m['teacher_gold_macro_f1'])} |\n")
+            gold += (f"| the teacher on {m['teacher_gold_rows']} of those rows | {pct(m['teacher_gold_accuracy'], missing='n/a')} "
+                     f"| {pct(m['teacher_gold_macro_f1'], missing='n/a')} |\n")
     if "teacher_gold_accuracy" in m:
         gap = 100 * (m["gold_accuracy"] - m["teacher_gold_accuracy"])
         gold += f"\nOn the gold set the student is {abs(gap):.1f} points {'above' if gap >= 0 else 'below'} its teacher.\n"
@@ -35,7 +32,7 @@ Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
 
 | evaluated on | accuracy | macro-F1 |
 |---|---|---|
-| validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {_pct(m['val_accuracy'])} | {_pct(m['val_macro_f1'])} |
+| validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {pct(m['val_accuracy'], missing='n/a')} | {pct(m['val_macro_f1'], missing='n/a')} |
 {gold}
 Recipe: learning rate {cfg.learning_rate}, batch {cfg.batch_size}, temperature {cfg.temperature}, alpha {cfg.alpha},
 {cfg.freeze_layers} lowest layers frozen, max length {m['max_length']}.
