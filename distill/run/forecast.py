@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from distill.config import STUDENT_ALIASES, PipelineConfig
+from distill.config import PipelineConfig
 from distill.data import load_texts
 from distill.runs import read_json
 from distill.train.schedule import derive_schedule
@@ -105,6 +105,10 @@ def _student_speed(student: str) -> tuple[float, str]:
         layers, hidden = c.get("num_hidden_layers"), c.get("hidden_size")
         if layers and hidden:
             return MINILM_SAMPLES_PER_S * MINILM_COST / (layers * hidden * hidden), f"student {Path(student).name}"
-    if student.lower() in STUDENT_ALIASES:
-        return MINILM_SAMPLES_PER_S, "MiniLM student"
+    from distill.train.students import lookup
+
+    known, minilm = lookup(student), lookup("minilm")
+    if known is not None and known.cpu_s_per_step and minilm.cpu_s_per_step:
+        # Measured s/step relative to MiniLM's (same batch and length, one thread; DESIGN.md section 2).
+        return MINILM_SAMPLES_PER_S * minilm.cpu_s_per_step[0] / known.cpu_s_per_step[0], f"{known.alias} student"
     return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"

