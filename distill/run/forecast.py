@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from distill.config import PipelineConfig
 from distill.data import load_texts
 from distill.runs import read_json
+from distill.train.data import validation_size
 from distill.train.schedule import derive_schedule
 
 
@@ -64,14 +65,15 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
     if tr.action == "skip":
         tr.note = "finished earlier with the same settings"
     else:
-        train_rows = max(1, int(rows * (1 - cfg.train.val_fraction)))
+        labels = max(2, len(cfg.label.labels))  # a labels_file is read by the label stage; two at least
+        train_rows = max(1, rows - validation_size(rows, labels, cfg.train.val_fraction, cfg.train.val_max_rows))
         sched = derive_schedule(train_rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
-        steps, epochs = sched.total_steps, sched.epochs
+        total_steps, epochs = sched.total_steps, sched.epochs
         speed, what = _student_speed(cfg.train.student)
         gpu = shutil.which("nvidia-smi") is not None
         if gpu:
             speed *= GPU_SPEEDUP
-        sec = steps * cfg.train.batch_size / speed + 10
+        sec = total_steps * cfg.train.batch_size / speed + 10
         tr.seconds = (0.5 * sec, 1.2 * sec)  # early stopping often ends it sooner
         tr.note = (
             f"{what}, ~{train_rows} rows x {epochs:g} epochs at most, ~{speed:.0f} samples/s"

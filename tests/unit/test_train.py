@@ -14,7 +14,8 @@ from distill.cli import app
 from distill.config import TrainConfig
 from distill.errors import BadInput
 from distill.runs import finish_run, read_json, start_run
-from distill.train.stage import read_data, split_rows, train
+from distill.train import train
+from distill.train.data import read_data, split_rows
 
 LABELS = ["negative", "positive"]
 
