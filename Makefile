@@ -1,6 +1,6 @@
 # Two entry points, both from a fresh checkout:
 #   make demo   installs into .venv and runs the main job on the embedded defaults
-#   make test   installs into .venv and runs the test suite (what CI runs, through .ci/run)
+#   make test   installs into .venv, lints (ruff) and runs the test suite (what CI runs, through .ci/run)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,6 +25,7 @@ demo: setup
 	OMP_NUM_THREADS=2 $(BIN)/distill run $(RECIPE)
 
 test: setup
+	$(BIN)/ruff check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
 
 clean:

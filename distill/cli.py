@@ -7,7 +7,6 @@ Errors from the DistillError family become one line on stderr and exit code 2 (b
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 

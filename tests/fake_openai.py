@@ -18,7 +18,6 @@ import re
 import threading
 import time
 import uuid
-from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 

@@ -43,7 +43,6 @@ def check_texts(train: "TrainRun") -> list[str]:
 def tokenizer_graph(train: "TrainRun", input_names: list[str]) -> "onnx.ModelProto":
     """text [1] -> each of `input_names` as int64 [1, tokens] cut at max_length, plus `truncated` bool [1]."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime_extensions import gen_processing_models
     from transformers import AutoTokenizer

