@@ -89,6 +89,13 @@ def label_command(
     poll_seconds: Optional[float] = typer.Option(None, help="How often to poll a batch (default 30)."),
     cache: Optional[str] = typer.Option(None, help="Answer cache (SQLite) path (default ~/.cache/distill/teacher.sqlite)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for the embedded teacher."),
+    corrections: Optional[str] = typer.Option(None, help="A person's labels (text + correct_label or label): they win over the teacher's, in this and every later run."),
+    budget: Optional[int] = typer.Option(None, help="Ask the teacher about N rows only, chosen in rounds (active labeling); the rest is kept unlabeled."),
+    active: bool = typer.Option(False, "--active", help="Choose rows in rounds without a row budget: until --max-cost is spent."),
+    selection: Optional[str] = typer.Option(None, help="With --budget: active (default: the proxy's least-sure, diverse rows) | random."),
+    seed_rows: Optional[int] = typer.Option(None, help="With --budget: rows in the first, random round (default budget/5, at least 20)."),
+    round_rows: Optional[int] = typer.Option(None, help="With --budget: rows per later round (default budget/10, at least 10)."),
+    selection_seed: Optional[int] = typer.Option(None, help="With --budget: seed of the random choices (default 0)."),
 ) -> None:
     """Label texts with a teacher LLM (scored by logprobs, cached, resumable)."""
     from distill.config import LabelConfig, build, load_yaml
@@ -100,7 +107,8 @@ def label_command(
         examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
         max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibration=calibration,
         max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
-        batch_poll_seconds=poll_seconds,
+        batch_poll_seconds=poll_seconds, corrections=corrections, budget=budget, selection=selection,
+        seed_rows=seed_rows, round_rows=round_rows, selection_seed=selection_seed, active=active or None,
     )
     if dry_run:
         flags["dry_run"] = True
@@ -141,6 +149,11 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
         typer.echo(f"last error: {m['last_error']}. Run the same command again to retry the failed rows.")
     if m["stopped_by_budget"]:
         typer.echo("stopped at --max-cost; raise it and run the same command again to label the rest.")
+    if "budget" in m:
+        typer.echo(f"{m['selection']} selection: {m['rows'] - m['unlabeled']} rows chosen in {m['rounds']} rounds "
+                   f"(budget {m['budget']}); {m['unlabeled']} left unlabeled in {out}/unlabeled.jsonl")
+    if m.get("human_labels"):
+        typer.echo(f"{m['human_labels']} rows carry a person's label (they win over the teacher's)")
     typer.echo(f"wrote {out}/{LABELS_JSONL}")
 
 
@@ -154,6 +167,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model/, metrics.json, val.jsonl)."),
     student: Optional[str] = typer.Option(None, help="minilm (default), mpnet, qwen0.5b (see `distill students`; installed on first use), a local model folder, or a hub id."),
     gold: Optional[str] = typer.Option(None, help="Texts with true labels: student (and teacher) accuracy on them."),
+    corrections: Optional[str] = typer.Option(None, help="A person's labels (text + correct_label or label): they win over the teacher's."),
     text_column: Optional[str] = typer.Option(None, help="Text column of a labeled file / the gold file (default: text)."),
     label_column: Optional[str] = typer.Option(None, help="Label column of a labeled file / the gold file (default: label)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: derived from the data size)."),
@@ -186,7 +200,7 @@ def train_cmd(
     from distill.train import end_distributed_worker, train
 
     settings = overrides(
-        data=data, student=student, gold=gold, text_column=text_column, label_column=label_column, epochs=epochs,
+        data=data, student=student, gold=gold, corrections=corrections, text_column=text_column, label_column=label_column, epochs=epochs,
         max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, loss=loss,
         temperature=temperature, alpha=alpha, min_confidence=min_confidence, val_fraction=val_fraction, seed=seed,
         early_stopping_patience=patience, warmup_ratio=warmup_ratio, eval_steps=eval_steps,
@@ -203,6 +217,50 @@ def train_cmd(
             f"val accuracy {m['val_accuracy']:.3f}, macro-F1 {m['val_macro_f1']:.3f}{gold_line} -> {out}"
         )
     end_distributed_worker()
+
+
+# --- audit -------------------------------------------------------------------------------------------
+
+
+@app.command("audit")
+@handle_errors
+def audit_cmd(
+    run: Path = typer.Argument(..., metavar="LABEL_RUN", help="A finished label run (or a train run trained on one)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (suspects.jsonl, suspects.csv, metrics.json)."),
+    folds: Optional[int] = typer.Option(None, help="Folds of the out-of-fold proxy (default 5)."),
+    embedder: Optional[str] = typer.Option(None, help="Whose frozen embeddings the proxy reads (default: minilm)."),
+    teacher_weight: Optional[float] = typer.Option(None, help="Weight of the teacher's own probabilities in the score, 0-1 (default 0.5)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the folds (default 0)."),
+    corrections: Optional[str] = typer.Option(None, help="suspects.csv with correct_label filled in (or text,label): stored; a person's label wins from now on."),
+    cache: Optional[str] = typer.Option(None, help="Answer cache (default: the label run's)."),
+    review_teacher: Optional[str] = typer.Option(None, help="Re-ask the top suspects to this model (cached as usual); records which answers changed."),
+    review_teacher_model: Optional[str] = typer.Option(None, help="GGUF file for --review-teacher local."),
+    review_top: Optional[int] = typer.Option(None, help="How many top suspects to re-ask (default 100)."),
+    base_url: Optional[str] = typer.Option(None, help="The review teacher's OpenAI-compatible URL."),
+    endpoint: Optional[str] = typer.Option(None, help="The review teacher's endpoint: auto | completions | chat."),
+    max_cost: Optional[float] = typer.Option(None, help="Stop the review before spending more than this many USD."),
+    price_in: Optional[float] = typer.Option(None, help="Review teacher: USD per 1M prompt tokens."),
+    price_out: Optional[float] = typer.Option(None, help="Review teacher: USD per 1M completion tokens."),
+) -> None:
+    """Find the teacher labels that are probably wrong (confident learning on an out-of-fold proxy)."""
+    from distill.config import AuditConfig, build
+
+    flags = overrides(
+        label_run=str(run), folds=folds, embedder=embedder, teacher_weight=teacher_weight, seed=seed,
+        corrections=corrections, cache=cache, review_teacher=review_teacher, review_teacher_model=review_teacher_model,
+        review_top=review_top, base_url=base_url, endpoint=endpoint, max_cost=max_cost, price_in=price_in, price_out=price_out,
+    )  # fmt: skip
+    cfg = build(AuditConfig, flags, "audit settings")
+    from distill.audit.stage import audit
+
+    m = audit(cfg, out)
+    typer.echo(f"{m['suspects']} suspects among {m['rows_audited']} labeled texts ({m['suspect_share']:.1%}); "
+               f"the proxy agrees with the teacher on {m['proxy_agreement']:.1%}")
+    if "reviewed" in m:
+        typer.echo(f"re-asked {m['reviewed']} suspects to {m['review_teacher']}: {m['review_changed']} answers changed")
+    if m["corrections_imported"] or m["human_labels"]:
+        typer.echo(f"{m['corrections_imported']} corrections stored; {m['human_labels']} rows carry a person's label")
+    typer.echo(f"wrote {out}/suspects.jsonl and {out}/suspects.csv (fill correct_label, pass it back with --corrections)")
 
 
 # --- export / predict --------------------------------------------------------------------------------

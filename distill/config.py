@@ -63,6 +63,16 @@ class LabelConfig(_Config):
     batch_poll_seconds: float = Field(30.0, gt=0)
     cache: str | None = None  # SQLite cache path; default ~/.cache/distill/teacher.sqlite or $DISTILL_CACHE
     threads: int | None = None  # llama.cpp threads for the local teacher; default: all cores
+    # A person's labels (text + correct_label/label columns): stored in the cache, they win in every later run.
+    corrections: str | None = None
+    # Active labeling (distill/audit/active.py): ask the teacher about `budget` rows only, chosen in rounds.
+    budget: int | None = Field(None, ge=1)
+    seed_rows: int | None = Field(None, ge=1)  # the first, random round; default budget // 5 (at least 20)
+    round_rows: int | None = Field(None, ge=1)  # rows per later round; default budget // 10 (at least 10)
+    active: bool = False  # rounds without a row budget: until --max-cost is spent or every row is asked
+    selection: Literal["active", "random"] = "active"
+    selection_seed: int = 0
+    selection_embedder: str = "minilm"  # whose frozen embeddings the proxy that chooses the rows reads
 
     @field_validator("labels")
     @classmethod
@@ -74,6 +84,26 @@ class LabelConfig(_Config):
         return v
 
 
+class AuditConfig(_Config):
+    """`distill audit`: the teacher labels a proxy disagrees with, confidently (distill/audit/)."""
+
+    label_run: str | None = None  # a finished label run (or a train run trained on one)
+    folds: int = Field(5, ge=2, le=20)
+    embedder: str = "minilm"  # whose frozen embeddings the proxy's logistic regression reads
+    teacher_weight: float = Field(0.5, ge=0, le=1)  # weight of the teacher's own probabilities in the score
+    seed: int = 0
+    corrections: str | None = None  # a person's labels (suspects.csv with correct_label filled in)
+    cache: str | None = None  # answer cache; default: the label run's
+    review_teacher: str | None = None  # re-ask the top suspects to this model
+    review_teacher_model: str | None = None  # GGUF for --review-teacher local
+    review_top: int = Field(100, ge=1)
+    base_url: str | None = None  # the review teacher's endpoint
+    endpoint: Literal["auto", "completions", "chat"] = "auto"
+    max_cost: float | None = Field(None, ge=0)
+    price_in: float | None = Field(None, ge=0)
+    price_out: float | None = Field(None, ge=0)
+
+
 class TrainConfig(_Config):
     """`distill train`: fine-tune a small student on labeled text."""
 
@@ -82,6 +112,7 @@ class TrainConfig(_Config):
     text_column: str = "text"
     label_column: str = "label"
     gold: str | None = None  # file of texts with true labels, for student-vs-teacher accuracy
+    corrections: str | None = None  # a person's labels (text + correct_label/label): they win over the teacher's
     epochs: float | None = Field(None, gt=0)  # None: derived from the data size
     learning_rate: float = Field(5e-5, gt=0)
     batch_size: int = Field(16, ge=1)

@@ -41,6 +41,7 @@ class FakeOpenAI:
         self.hang_seconds = hang_seconds
         self.batch_polls = batch_polls
         self.fail: dict[str, list[str]] = {}  # substring -> queue of faults for requests whose text has it
+        self.flip: set[str] = set()  # texts the teacher gets wrong on purpose (the audit must find them)
         self.requests: list[dict[str, Any]] = []
         self.texts: list[str] = []  # the labeled text of each answered (200) labeling request
         self.files: dict[str, bytes] = {}
@@ -64,6 +65,13 @@ class FakeOpenAI:
 
     # --- the teacher it plays ------------------------------------------------------------------------
 
+    def teacher_label(self, text: str) -> str:
+        """What the fake teacher answers: the true label, except for the texts in `flip`."""
+        label = self.true_label(text)
+        if text in self.flip:
+            label = self.labels[(self.labels.index(label) + 1) % len(self.labels)]
+        return label
+
     def true_label(self, text: str) -> str:
         low = text.lower()
         if self.labels == ("positive", "negative"):
@@ -83,7 +91,7 @@ class FakeOpenAI:
 
     def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         text = self.text_of(body)
-        label = self.true_label(text)
+        label = self.teacher_label(text)
         others = [lab for lab in self.labels if lab != label]
         json_mode = "response_format" in body or "json_schema" in body
         content = json.dumps({"label": label}) if "response_format" in body else (

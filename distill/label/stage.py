@@ -188,13 +188,22 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     settings["base_url"] = redact_url(settings.get("base_url"))
     runs.start_run(out, "label", settings, argv)
     started = time.perf_counter()
-    cache = AnswerCache(Path(cfg.cache) if cfg.cache else default_cache_path())
+    cache_file = Path(cfg.cache) if cfg.cache else default_cache_path()
+    from distill.audit.corrections import apply_human_labels, import_corrections
+
+    imported = import_corrections(cfg.corrections, task.labels, cache_file) if cfg.corrections else 0
+    cache = AnswerCache(cache_file)
     try:
         with open_endpoint(cfg, out) as endpoint:
             # Gold texts are asked with the rest (one calibration for all) and split off afterwards.
             result = asyncio.run(_label_async(cfg, task, texts + gold_texts, endpoint, cache, price, out, len(gold_texts)))
     finally:
         cache.close()
+    # A person's label wins over the teacher's (distill/audit/corrections.py); never on gold rows, which are the truth.
+    humans = apply_human_labels(result["records"], task.labels, cache_file)
+    result["metrics"].update(human_labels=humans, corrections_imported=imported)
+    if humans:
+        result["metrics"]["label_distribution"] = dict(Counter(r["label"] for r in result["records"] if r["label"]).most_common())
     if gold_texts:
         result["metrics"].update(teacher_gold_scores(result["gold_records"], gold_targets, task.labels))
         for rec, target in zip(result["gold_records"], gold_targets):
@@ -227,8 +236,17 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
         requests = {t: build_request(task, t, endpoint.kind, json_mode) for t in dict.fromkeys(rows)}
         keys = {t: teacher.key(r) for t, r in requests.items()}
         answers = cache.get_many(keys.values())
-        cached = len(answers)
-        jobs = [(keys[t], requests[t]) for t in requests if keys[t] not in answers]
+        cached, wanted, rounds = len(answers), requests, None
+        if cfg.budget is not None or cfg.active:  # active labeling: the teacher sees only the rows chosen in rounds
+            from distill.audit.active import ask_in_rounds
+
+            pool = list(dict.fromkeys(rows[: len(rows) - n_gold]))
+            rounds = await ask_in_rounds(cfg, task, pool, requests, keys, teacher, out,
+                                         lambda jobs: _ask_with_progress(teacher, jobs, cfg.concurrency))
+            wanted = {t: requests[t] for t in [*rounds["selected"], *rows[len(rows) - n_gold :]]}
+            before, answers = answers, cache.get_many(keys[t] for t in wanted)
+            cached = sum(keys[t] in before for t in wanted)
+        jobs = [(keys[t], wanted[t]) for t in wanted if keys[t] not in answers and keys[t] not in teacher.tally.failed_keys]
 
         if jobs and cfg.batch:
             from distill.label.batch import run_batch
@@ -256,7 +274,13 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
     for i, rec in enumerate(gold_records):
         rec["row"] = i
     unique = len(set(rows[:n]))
+    if rounds is not None:
+        from distill.audit.active import mark_unlabeled
+
+        rounds["unlabeled"] = mark_unlabeled(records, set(rounds.pop("selected")), rows[:n])
     metrics = _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline)
+    if rounds is not None:
+        metrics.update(selection=cfg.selection, **rounds)
     return {"records": records, "gold_records": gold_records, "metrics": metrics}
 
 
@@ -361,6 +385,10 @@ async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> 
 
 def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: P.Task, result: dict[str, Any]) -> None:
     runs.write_jsonl(out / runs.LABELS_JSONL, result["records"])
+    if "budget" in result["metrics"]:
+        from distill.audit.active import write_unlabeled
+
+        write_unlabeled(out, result["records"])
     if result["gold_records"]:
         runs.write_jsonl(out / runs.GOLD_JSONL, result["gold_records"])
     m = result["metrics"]

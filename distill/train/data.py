@@ -30,7 +30,7 @@ class LabeledData:
     dropped_low_confidence: int = 0
 
 
-def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledData:
+def read_label_run(path: Path, min_confidence: float | None = None, corrections: str | None = None) -> LabeledData:
     """labels.jsonl of a finished label run -> usable rows; invalid teacher answers are counted and left out."""
     require_finished(path, "label")
     settings = read_settings(path)
@@ -39,10 +39,15 @@ def read_label_run(path: Path, min_confidence: float | None = None) -> LabeledDa
     rows = read_jsonl(path / LABELS_JSONL)
     labels = list(settings.get("labels") or sorted({r["label"] for r in rows if r.get("label") is not None}))
     index = {lab: i for i, lab in enumerate(labels)}
+    from distill.audit.corrections import apply_to_label_run
+
+    apply_to_label_run(rows, labels, settings, corrections)  # a person's label wins over the teacher's
     data = LabeledData(labels, [], [], [], teacher=settings.get("teacher"))
     any_probs = False
     for r in rows:
         text, label = r.get("text"), r.get("label")
+        if r.get("source") == "unlabeled":
+            continue  # never asked (label --budget): not an invalid answer; kept for self-training
         if text is None:
             data.dropped_invalid += 1
             continue
@@ -94,7 +99,7 @@ def read_data(cfg: TrainConfig) -> LabeledData:
     path = Path(cfg.data)
     saved_dataset = any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
     if path.is_dir() and not saved_dataset:
-        return read_label_run(path, cfg.min_confidence)
+        return read_label_run(path, cfg.min_confidence, cfg.corrections)
     if cfg.min_confidence is not None:
         raise BadInput(f"--min-confidence needs the teacher's probabilities, and {cfg.data} is a plain labeled file; "
                        "drop the flag or train on a label run folder.")
