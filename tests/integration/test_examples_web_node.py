@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_train_run, toy_rows
+from tests.helpers import make_train_run, toy_rows
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "examples" / "web"

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from distill.cli import app
 from distill.runs import is_finished, read_json
-from tests.conftest import toy_rows
-from tests.unit.test_train import make_label_run
+from tests.helpers import toy_rows
+from tests.helpers import make_label_run
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.fake_openai import FakeOpenAI
-from tests.unit.test_label import write_csv
+from tests.helpers import write_texts_csv
 
 
 def cached_answers(db: Path) -> int:
@@ -25,7 +25,7 @@ def cached_answers(db: Path) -> int:
 
 def test_sigkill_then_rerun_finishes_with_every_row_once(tmp_path):
     texts = [f"review {i}: the {'cold' if i % 3 == 0 else 'warm'} bread" for i in range(80)]
-    src = write_csv(tmp_path / "in.csv", texts)
+    src = write_texts_csv(tmp_path / "in.csv", texts)
     out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
     cmd = [sys.executable, "-m", "distill.cli", "label", str(src), "--labels", "positive,negative",
            "--teacher", "fake", "--out", str(out), "--cache", str(cache), "--concurrency", "2"]

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from distill.cli import app
-from tests.conftest import toy_rows
+from tests.helpers import toy_rows
 from tests.fake_openai import FakeOpenAI
 
 pytest.importorskip("onnxruntime")

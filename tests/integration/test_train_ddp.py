@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 from distill.runs import read_json
-from tests.conftest import toy_rows
-from tests.unit.test_train import make_label_run
+from tests.helpers import toy_rows
+from tests.helpers import make_label_run
 
 
 def test_torchrun_two_cpu_ranks_train_through_the_cli(tmp_path, tiny_bert_dir):

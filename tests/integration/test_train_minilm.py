@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from distill.cli import app
 from distill.runs import read_json
-from tests.conftest import toy_rows
-from tests.unit.test_train import LABELS, make_label_run
+from tests.helpers import toy_rows
+from tests.helpers import LABELS, make_label_run
 
 
 @pytest.mark.slow

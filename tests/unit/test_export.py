@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import make_train_run, toy_rows
+from tests.helpers import make_train_run, toy_rows
 from distill.cli import app
 from distill.errors import DistillError
 from distill.runs import is_finished, read_json

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
+from tests.helpers import write_texts_csv
 
 runner = CliRunner()
 
@@ -20,17 +21,6 @@ TEXTS = [
 ]
 
 
-def write_csv(path: Path, texts: list[str], column: str = "text") -> Path:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([column])
-        for t in texts:
-            w.writerow([t])
-    return path
-
-
 def run_label(*args: str, env: dict | None = None):
     return runner.invoke(app, ["label", *args], env=env, catch_exceptions=False)
 
@@ -41,7 +31,7 @@ def read_rows(out: Path) -> list[dict]:
 
 @pytest.fixture
 def reviews(tmp_path):
-    return write_csv(tmp_path / "reviews.csv", TEXTS)
+    return write_texts_csv(tmp_path / "reviews.csv", TEXTS)
 
 
 def base_args(fake, out, *extra):
@@ -133,7 +123,7 @@ def test_dry_run_prints_the_estimate_and_calls_nothing(fake_openai, reviews, tmp
 
 def test_max_cost_stops_cleanly_and_keeps_what_was_labeled(fake_openai, tmp_path):
     texts = [f"dish number {i} was fine" for i in range(40)]
-    src = write_csv(tmp_path / "many.csv", texts)
+    src = write_texts_csv(tmp_path / "many.csv", texts)
     out = tmp_path / "run"
     # ~100 prompt tokens per request at $1000/1M = ~$0.10 each; $1.00 buys about nine.
     args = base_args(fake_openai, out, "--price-in", "1000", "--price-out", "1000", "--max-cost", "1.0", "--concurrency", "2")
@@ -238,7 +228,7 @@ def test_labels_file_with_descriptions_goes_into_the_prompt(fake_openai, reviews
 
 
 def test_long_texts_are_truncated_and_counted(fake_openai, tmp_path):
-    src = write_csv(tmp_path / "long.csv", ["cold " * 3000, "fine"])
+    src = write_texts_csv(tmp_path / "long.csv", ["cold " * 3000, "fine"])
     out = tmp_path / "run"
     r = run_label(str(src), *base_args(fake_openai, out, "--max-text-chars", "500"))
     assert r.exit_code == 0, r.output
@@ -302,7 +292,21 @@ def test_server_gone_after_a_cached_preflight_is_not_a_finished_run(fake_openai,
     assert not (out / "manifest.json").exists()
 
 
-def test_api_key_echoed_by_a_server_never_reaches_metrics(fake_openai, reviews, tmp_path):
+def test_api_key_echoed_by_a_server_never_reaches_any_file_or_the_terminal(fake_openai, reviews, tmp_path, monkeypatch):
+    key = "sk-live-abcdef123456"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    fake_openai.fail["Cold soup"] = ["echo-auth"]  # its error message quotes "Bearer sk-live-..."
+    out = tmp_path / "run"
+    r = run_label(str(reviews), *base_args(fake_openai, out, "--max-retries", "0"))
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["errors"] == 1 and "Bearer ***" in m["last_error"]  # the failure is reported, the key is not
+    assert key not in r.output
+    for path in out.rglob("*"):
+        assert not path.is_file() or key not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def test_scrub_and_redact_url_hide_secrets(tmp_path):
     from distill.label.client import Endpoint, Teacher
     from distill.label.cache import AnswerCache
     from distill.label.pricing import Price

@@ -1,6 +1,5 @@
 """Prompt building and answer parsing: pure functions, no server."""
 
-import json
 import math
 
 import pytest
@@ -130,10 +129,28 @@ def test_truncate_cuts_long_texts_at_a_word():
     assert P.truncate("short", 100) == ("short", False)
 
 
-def test_request_is_deterministic_for_the_cache_key():
-    a = json.dumps(build_request(TASK, "x", "completions", False), sort_keys=True)
-    b = json.dumps(build_request(TASK, "x", "completions", False), sort_keys=True)
-    assert a == b
+# The cache keys of one request of each kind, written out. A change to the prompt, the request or the key
+# changes them; answers cached under the old keys were given to another prompt and must not be reused.
+GOLDEN_KEYS = {
+    ("completions", False): "f0fd3bdf1b0baf92e9e654cc7ca52ded9d525025b27b1e9e7c8c220ec33b45a8",
+    ("chat", False): "82ebb8a17bb34e11fcead693290658b9b3ae03e8897d4ef0a6c03b217675b749",
+    ("chat", True): "5c0f3e2c245eaab4c366209965cf5e55e189b3fe704807829712d7f63b2ecbeb",
+}
+
+
+def test_cache_keys_are_pinned_so_a_prompt_change_bumps_the_template_version(tmp_path):
+    from distill.label.cache import AnswerCache
+    from distill.label.client import Endpoint, Teacher
+    from distill.label.pricing import Price
+
+    keys = {}
+    for kind, json_mode in GOLDEN_KEYS:
+        teacher = Teacher(Endpoint("http://127.0.0.1:1/v1", "m", kind, "teacher-id"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
+        keys[kind, json_mode] = teacher.key(build_request(TASK, "The fries were soggy.", kind, json_mode))
+    assert keys == GOLDEN_KEYS, (
+        "the teacher's requests changed: bump TEMPLATE_VERSION in distill/label/prompt.py (a cached answer to the old "
+        "prompt must not be reused), then write the new keys into GOLDEN_KEYS"
+    )
 
 
 def test_batch_calibration_removes_a_lean_shared_by_every_text():

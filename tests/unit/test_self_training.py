@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS
-from tests.unit.test_train import LABELS, cfg, make_label_run, write_csv
+from tests.helpers import NEGATIVE_WORDS, POSITIVE_WORDS
+from tests.helpers import LABELS, make_label_run, train_config, write_rows_csv
 from distill.errors import BadInput
 from distill.train.self_training import read_unlabeled, select_confident
 from distill.train import train
@@ -37,8 +37,8 @@ def test_self_training_improves_the_student_on_held_out_rows(tmp_path, tiny_bert
     unlabeled = tmp_path / "unlabeled.jsonl"
     pool = rows(KNOWN, 300, rng, pair=UNKNOWN)
     unlabeled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in pool), encoding="utf-8")
-    gold = write_csv(tmp_path / "gold.csv", list({r["text"]: r for r in rows(UNKNOWN, 120, rng)}.values()))
-    m = train(cfg(tmp_path, run, tiny_bert_dir, gold=str(gold), unlabeled=str(unlabeled), self_training_rounds=2,
+    gold = write_rows_csv(tmp_path / "gold.csv", list({r["text"]: r for r in rows(UNKNOWN, 120, rng)}.values()))
+    m = train(train_config(tmp_path, run, tiny_bert_dir, gold=str(gold), unlabeled=str(unlabeled), self_training_rounds=2,
                   self_training_threshold=0.6, self_training_epochs=6, epochs=10), tmp_path / "train")
     st = m["self_training"]
     first, later = st["rounds"][0], st["rounds"][1:]

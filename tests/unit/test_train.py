@@ -3,57 +3,18 @@
 from __future__ import annotations
 
 import json
-import random
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS, toy_rows
 from distill.cli import app
 from distill.config import TrainConfig
 from distill.errors import BadInput
-from distill.runs import finish_run, read_json, start_run
+from distill.runs import read_json, start_run
 from distill.train import train
 from distill.train.data import read_data, split_rows
+from tests.helpers import LABELS, NEGATIVE_WORDS, POSITIVE_WORDS, make_label_run, toy_rows, train_config, write_rows_csv
 
-LABELS = ["negative", "positive"]
-
-
-def make_label_run(path: Path, rows: list[dict], probs: bool = True, invalid: int = 0, seed: int = 1) -> Path:
-    """A finished label run as distill/label/stage.py writes it (the contract in labels.jsonl)."""
-    rng = random.Random(seed)
-    settings = {"labels": LABELS, "teacher": "fake-teacher"}
-    start_run(path, "label", settings)
-    with open(path / "labels.jsonl", "w", encoding="utf-8") as f:
-        for i, r in enumerate(rows):
-            p = round(rng.uniform(0.55, 0.95), 3)
-            other = LABELS[1 - LABELS.index(r["label"])]
-            row = {"row": i, "text": r["text"], "label": r["label"], "probs": {r["label"]: p, other: round(1 - p, 3)} if probs else None,
-                   "confidence": p if probs else None, "source": "logprobs" if probs else "json", "raw": None}
-            f.write(json.dumps(row) + "\n")
-        for j in range(invalid):
-            f.write(json.dumps({"row": len(rows) + j, "text": f"gibberish {j}", "label": None, "probs": None,
-                                "confidence": None, "source": "invalid", "raw": "maybe?"}) + "\n")
-    finish_run(path, "label", settings, {}, "label card")
-    return path
-
-
-def cfg(tmp_path: Path, data: Path, student: Path, **kw) -> TrainConfig:
-    # The tiny random BERT needs a high learning rate and patience to leave chance level in a few epochs.
-    base = dict(data=str(data), student=str(student), learning_rate=2e-3, epochs=12, early_stopping_patience=20,
-                batch_size=16)
-    return TrainConfig(**{**base, **kw})
-
-
-def write_csv(path: Path, rows: list[dict], text="text", label="label") -> Path:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([text, label])
-        w.writerows([r["text"], r["label"]] for r in rows)
-    return path
 
 
 def test_learns_the_toy_task_and_writes_the_run_folder(tmp_path, tiny_bert_dir):
@@ -63,7 +24,7 @@ def test_learns_the_toy_task_and_writes_the_run_folder(tmp_path, tiny_bert_dir):
     seen = list({r["text"]: r for r in rows[:30]}.values())[:10]
     unseen = [{"text": f"{start} {w}", "label": lab} for start in ("honestly it was", "i found the wine", "dinner was")
               for lab, words in (("positive", POSITIVE_WORDS), ("negative", NEGATIVE_WORDS)) for w in words[:5]]
-    gold = write_csv(tmp_path / "gold.csv", seen + unseen)
+    gold = write_rows_csv(tmp_path / "gold.csv", seen + unseen)
     overlap = sum(r["text"] in {g["text"] for g in seen} for r in rows)
     out = tmp_path / "train"
     result = CliRunner().invoke(app, ["train", str(run), "--student", str(tiny_bert_dir), "--out", str(out),
@@ -103,15 +64,15 @@ def test_soft_and_hard_labels_both_train_and_differ(tmp_path, tiny_bert_dir):
     run = make_label_run(tmp_path / "label", toy_rows(80))
     weights = {}
     for loss in ("kd", "ce"):
-        m = train(cfg(tmp_path, run, tiny_bert_dir, loss=loss, max_steps=8, eval_steps=4), tmp_path / loss)
+        m = train(train_config(tmp_path, run, tiny_bert_dir, loss=loss, max_steps=8, eval_steps=4), tmp_path / loss)
         assert m["loss"] == loss and m["steps"] == 8
         weights[loss] = load_file(tmp_path / loss / "model" / "model.safetensors")["classifier.weight"]
     assert not weights["kd"].allclose(weights["ce"])  # same seed and data: only the loss differs
 
 
 def test_hard_labels_from_a_csv_with_own_column_names(tmp_path, tiny_bert_dir):
-    data = write_csv(tmp_path / "human.csv", toy_rows(60), text="review", label="sentiment")
-    c = cfg(tmp_path, data, tiny_bert_dir, text_column="review", label_column="sentiment", max_steps=4)
+    data = write_rows_csv(tmp_path / "human.csv", toy_rows(60), text="review", label="sentiment")
+    c = train_config(tmp_path, data, tiny_bert_dir, text_column="review", label_column="sentiment", max_steps=4)
     m = train(c, tmp_path / "out")
     assert m["loss"] == "ce" and m["teacher"] is None and m["teacher_agreement"] is None
     assert m["labels"] == LABELS and m["train_rows"] == 51
@@ -129,7 +90,7 @@ def test_a_small_decoder_without_pad_token_trains(tmp_path, tiny_bert_dir):
     assert tok.pad_token is None  # like GPT-2, Llama, Qwen tokenizers
     tok.save_pretrained(student)
     GPT2Model(GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=64)).save_pretrained(student)
-    m = train(cfg(tmp_path, make_label_run(tmp_path / "label", toy_rows(40)), student, max_steps=2), tmp_path / "out")
+    m = train(train_config(tmp_path, make_label_run(tmp_path / "label", toy_rows(40)), student, max_steps=2), tmp_path / "out")
     config = AutoConfig.from_pretrained(tmp_path / "out" / "model")
     assert m["steps"] == 2 and m["max_length"] == 64
     assert config.architectures == ["GPT2ForSequenceClassification"] and config.pad_token_id == tok.eos_token_id
@@ -140,7 +101,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_bert_dir, monk
 
     run = make_label_run(tmp_path / "label", toy_rows(80))
     out = tmp_path / "train"
-    c = cfg(tmp_path, run, tiny_bert_dir, max_steps=12, eval_steps=4)
+    c = train_config(tmp_path, run, tiny_bert_dir, max_steps=12, eval_steps=4)
 
     def crash_after_second_save(self, args, state, control, **kw):
         if state.global_step == 8:
@@ -205,10 +166,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_bert_dir):
     assert "needs at least 14 rows" in _fail([str(few), *out])
 
     run = make_label_run(tmp_path / "ok", toy_rows(40))
-    gold = write_csv(tmp_path / "gold.csv", [{"text": "x", "label": "neutral"}, {"text": "y", "label": "meh"}])
+    gold = write_rows_csv(tmp_path / "gold.csv", [{"text": "x", "label": "neutral"}, {"text": "y", "label": "meh"}])
     assert "labels ['meh', 'neutral'] are not in the label set" in _fail([str(run), *out, "--gold", str(gold)])
 
-    human = write_csv(tmp_path / "human.csv", toy_rows(40))
+    human = write_rows_csv(tmp_path / "human.csv", toy_rows(40))
     assert "--min-confidence needs the teacher's probabilities" in _fail([str(human), *out, "--min-confidence", "0.8"])
     assert "--precision bf16 needs a CUDA GPU" in _fail([str(run), *out, "--precision", "bf16"])
     assert "loss" in _fail([str(run), *out, "--loss", "mse"])  # pydantic names the key
