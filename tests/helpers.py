@@ -12,6 +12,7 @@ from pathlib import Path
 
 from distill.config import TrainConfig
 from distill.runs import LABELS_JSONL, VAL_JSONL, finish_run, start_run, write_jsonl
+from tests.fake_openai import FakeOpenAI
 
 LABELS = ["negative", "positive"]
 
@@ -38,6 +39,23 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
         word = rng.choice(POSITIVE_WORDS if positive else NEGATIVE_WORDS)
         rows.append({"text": f"{rng.choice(FILLERS)} {word}", "label": "positive" if positive else "negative"})
     return rows
+
+
+# Sentiment words for a pool of distinct sentences that the fake teacher (tests/fake_openai.py) answers.
+WORDS = ["great", "lovely", "awful", "cold", "fine", "rude", "tasty", "bland", "dirty", "perfect"]
+
+
+def pool_csv(path: Path, n: int = 150) -> Path:
+    """n distinct sentences; which sentiment word they carry decides the fake teacher's answer."""
+    lines = ["text"] + [f"review {i}: the food was {WORDS[i % len(WORDS)]} and {WORDS[(i * 7 + 3) % len(WORDS)]}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def label_args(data: Path, fake: FakeOpenAI, out: Path, *extra: str) -> list[str]:
+    """`distill label` arguments against the fake teacher."""
+    return ["label", str(data), "--labels", "positive,negative", "--teacher", "fake", "--base-url", fake.base_url,
+            "--out", str(out), *extra]
 
 
 def write_texts_csv(path: Path, texts: list[str], column: str = "text") -> Path:

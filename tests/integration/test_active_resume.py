@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from distill.cli import app
 from tests.fake_openai import FakeOpenAI
-from tests.unit.test_active import label_args, pool_csv, read_jsonl
+from distill.runs import read_jsonl
+from tests.helpers import label_args, pool_csv
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,33 +2,17 @@
 kill -9 mid-round: tests/integration/test_active_resume.py). The fake teacher answers by sentiment words."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
 
 from distill.audit.active import least_sure_diverse, round_sizes
 from distill.cli import app
+from distill.runs import read_jsonl
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import label_args, pool_csv
 
 runner = CliRunner()
-WORDS = ["great", "lovely", "awful", "cold", "fine", "rude", "tasty", "bland", "dirty", "perfect"]
-
-
-def pool_csv(path: Path, n: int = 150) -> Path:
-    """n distinct sentences; which sentiment word they carry decides the fake teacher's answer."""
-    lines = ["text"] + [f"review {i}: the food was {WORDS[i % len(WORDS)]} and {WORDS[(i * 7 + 3) % len(WORDS)]}" for i in range(n)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-def label_args(data: Path, fake: FakeOpenAI, out: Path, *extra: str) -> list[str]:
-    return ["label", str(data), "--labels", "positive,negative", "--teacher", "fake", "--base-url", fake.base_url,
-            "--out", str(out), *extra]
 
 
 def test_round_sizes_and_the_selection_rule():

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from distill.audit.confident import combine, label_issues, precision_at, rank_suspects, thresholds
 from distill.cli import app
-from tests.conftest import toy_rows
+from tests.helpers import toy_rows
 from tests.fake_openai import FakeOpenAI
 
 runner = CliRunner()
