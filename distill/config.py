@@ -172,6 +172,7 @@ class PipelineConfig(_Config):
     description: str = ""
     artifacts: str = "artifacts"
     label: LabelConfig
+    audit: AuditConfig | None = None  # present: `distill audit` runs on the label stage's output, before train
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 

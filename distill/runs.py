@@ -27,9 +27,11 @@ from distill import __version__
 from distill.errors import BadInput
 
 # The stages in the order a recipe chains them; each writes <artifacts>/<recipe>/<stage>/.
-STAGES = ("label", "train", "export")
+# audit is optional: it runs only when the recipe has an `audit:` section.
+STAGES = ("label", "audit", "train", "export")
+OPTIONAL_STAGES = ("audit",)
 # The setting through which a stage names the run folder it reads: train.data is a label run, export.model a train run.
-UPSTREAM = {"train": ("data", "label"), "export": ("model", "train")}
+UPSTREAM = {"audit": ("label_run", "label"), "train": ("data", "label"), "export": ("model", "train")}
 
 # Every run folder.
 CONFIG_JSON = "config.json"

@@ -49,24 +49,32 @@ def embed(texts: Sequence[str], model: str = "minilm", batch_size: int = 64, max
     return out
 
 
+def _digest(texts: Sequence[str], model: str) -> str:
+    return hashlib.sha256(json.dumps([model, list(texts)], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
 def cached_embeddings(texts: Sequence[str], model: str, folder: Path) -> np.ndarray:
     """`embed`, stored in folder/embeddings.npy beside a note of what it holds, so a rerun or a resumed round
     reads it back instead of embedding again (and selects from exactly the same vectors)."""
-    digest = hashlib.sha256(json.dumps([model, list(texts)], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
     npy, note = Path(folder) / "embeddings.npy", Path(folder) / "embeddings.json"
     if npy.is_file() and note.is_file():
         try:
-            if json.loads(note.read_text(encoding="utf-8")).get("digest") == digest:
+            if json.loads(note.read_text(encoding="utf-8")).get("digest") == _digest(texts, model):
                 return np.load(npy)
         except (ValueError, OSError):
             pass  # a damaged note only costs embedding again
     vectors = embed(texts, model)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    tmp = npy.with_name("embeddings.tmp.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, npy)
-    note.write_text(json.dumps({"model": model, "rows": len(texts), "digest": digest}) + "\n", encoding="utf-8")
+    store_embeddings(folder, texts, model, vectors)
     return vectors
+
+
+def store_embeddings(folder: Path, texts: Sequence[str], model: str, vectors: np.ndarray) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    tmp = Path(folder) / "embeddings.tmp.npy"
+    np.save(tmp, vectors)
+    os.replace(tmp, Path(folder) / "embeddings.npy")
+    note = {"model": model, "rows": len(texts), "digest": _digest(texts, model)}
+    (Path(folder) / "embeddings.json").write_text(json.dumps(note) + "\n", encoding="utf-8")
 
 
 def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_pred: np.ndarray, n_labels: int, c: float = 1.0) -> np.ndarray:

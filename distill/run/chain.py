@@ -1,4 +1,4 @@
-"""`distill run RECIPE`: label -> train -> export from one YAML recipe.
+"""`distill run RECIPE`: label -> (audit) -> train -> export from one YAML recipe.
 
     distill run pipelines/restaurant-reviews.yaml
     distill run pipelines/restaurant-reviews.yaml --set train.epochs=2 --set export.quantize=none
@@ -31,13 +31,15 @@ from distill.runs import (
 
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
 PATH_KEYS = {
-    "label": ("input", "gold", "labels_file", "examples_file", "teacher_model", "cache"),
-    "train": ("data", "gold", "student", "unlabeled"),
+    "label": ("input", "gold", "labels_file", "examples_file", "teacher_model", "cache", "corrections"),
+    "train": ("data", "gold", "student", "unlabeled", "corrections"),
     "export": ("model",),
+    "audit": ("label_run", "corrections", "cache", "review_teacher_model"),
 }
 # Input files whose bytes are part of a stage's key (an edited file is a changed setting). Not the teacher
 # cache (it changes as it fills) nor the GGUF (hundreds of MB; its path is in the settings).
-CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file"), "train": ("data", "gold", "unlabeled"), "export": ()}
+CONTENT_KEYS = {"label": ("input", "gold", "labels_file", "examples_file", "corrections"), "audit": ("corrections",),
+                "train": ("data", "gold", "unlabeled", "corrections"), "export": ()}
 # Settings that change how a run proceeds, not what it produces: left out of the key.
 NOT_IN_KEY = {"train": ("resume",), "label": ("dry_run",)}
 
@@ -86,7 +88,7 @@ def _resolve_paths(cfg: PipelineConfig, recipe_dir: Path) -> None:
     (relative to where `distill run` is started)."""
     for stage, keys in PATH_KEYS.items():
         section = getattr(cfg, stage)
-        for key in keys:
+        for key in keys if section is not None else ():
             value = getattr(section, key)
             if value and not Path(value).is_absolute() and (recipe_dir / value).exists():
                 setattr(section, key, str(recipe_dir / value))
@@ -110,16 +112,20 @@ class Step:
 def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     """Each stage's config, with its input wired to the previous stage's folder unless the recipe set it."""
     root = run_root(cfg)
-    configs = {stage: getattr(cfg, stage).model_copy(deep=True) for stage in STAGES}
+    configs = {stage: getattr(cfg, stage).model_copy(deep=True) for stage in STAGES if getattr(cfg, stage) is not None}
     for stage, (key, upstream) in UPSTREAM.items():
-        if not getattr(configs[stage], key):
+        if stage in configs and not getattr(configs[stage], key):
             setattr(configs[stage], key, str(root / upstream))
     if configs["train"].gold is None:  # one gold file scores teacher (label) and student (train)
         configs["train"].gold = configs["label"].gold
     # The texts beyond label.max_rows are the ones the teacher never labeled: train self-trains on them
     # (train drops whatever the teacher did label, so the whole input can be passed).
     label = configs["label"]
-    if configs["train"].unlabeled is None and label.max_rows and label.input and configs["train"].self_training_rounds > 0:
+    # A person's corrections given to the audit are the label stage's too: it re-runs (from the cache) with them.
+    if "audit" in configs and configs["audit"].corrections and not label.corrections:
+        label.corrections = configs["audit"].corrections
+    never_asked = label.max_rows or label.budget or label.active  # label --budget keeps the rows it did not choose
+    if configs["train"].unlabeled is None and never_asked and label.input and configs["train"].self_training_rounds > 0:
         configs["train"].unlabeled, configs["train"].unlabeled_text_column = label.input, label.text_column
     return configs
 
@@ -140,7 +146,7 @@ def stage_keys(cfg: PipelineConfig, configs: dict[str, Any]) -> dict[str, str]:
     """The identity of each stage's output: its settings, the bytes of the files it names, its upstream key."""
     keys: dict[str, str] = {}
     root = run_root(cfg)
-    for stage in STAGES:
+    for stage in configs:
         settings = configs[stage].resolved()
         for k in NOT_IN_KEY.get(stage, ()):
             settings.pop(k, None)
@@ -172,7 +178,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     configs = stage_configs(cfg)
     keys = stage_keys(cfg, configs)
     steps = []
-    for stage in STAGES:
+    for stage in configs:
         out = root / stage
         record = state.get("stages", {}).get(stage, {})
         step = Step(stage, out, configs[stage], keys[stage])
@@ -206,7 +212,7 @@ def _has_checkpoints(out: Path) -> bool:
 
 
 def describe_plan(cfg: PipelineConfig, steps: list[Step]) -> list[str]:
-    lines = [f"distill run {cfg.name}: label -> train -> export into {run_root(cfg)}/"]
+    lines = [f"distill run {cfg.name}: {' -> '.join(s.stage for s in steps)} into {run_root(cfg)}/"]
     for s in steps:
         when = "skip" if s.action == "skip" else "~" + span(*s.seconds)
         resume = " (resume)" if s.action == "resume" else ""
@@ -324,6 +330,9 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
             f"teacher's gold accuracy {share('teacher_gold_accuracy')}" if share("teacher_gold_accuracy") else None,
             f"{m['train_rows']} training rows" if "train_rows" in m else None,
         ]
+    elif stage == "audit":
+        parts = [f"{m['suspects']} suspects among {m['rows_audited']} labeled texts" if "suspects" in m else None,
+                 f"{m['review_changed']} of {m['reviewed']} re-asked answers changed" if "reviewed" in m else None]
     elif stage == "export":
         parts = [_export_summary(m), f"note: {m['int8_accuracy_note']}" if m.get("int8_accuracy_note") else None]
     return ", ".join(p for p in parts if p) or "finished"

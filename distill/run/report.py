@@ -116,6 +116,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         _summary(runs),
         _teacher_section(runs.get("label")),
         _unsure_section(runs.get("label")),
+        _audit_section(runs.get("audit")),
         _student_section(runs.get("train")),
         _gold_section(runs.get("train")),
         _deploy_section(runs.get("train"), runs.get("export")),
@@ -230,6 +231,21 @@ def _unsure_section(run: Path | None, n: int = 15) -> str:
         + _table(["row", "text", "label", "confidence", "probabilities"], body, "texts")
     )
     return _section("unsure", f"The {min(n, len(rows))} rows the teacher was least sure of", inner)
+
+
+def _audit_section(run: Path | None, n: int = 15) -> str:
+    """`distill audit`'s top suspects: teacher labels a proxy that never saw the row confidently disagrees with."""
+    if run is None or not (run / "suspects.jsonl").is_file():
+        return ""
+    m, suspects = read_metrics(run), read_jsonl(run / "suspects.jsonl")
+    body = [[s["rank"], html.escape(_clip(s["text"], 200)), f"<b>{html.escape(str(s['teacher_label']))}</b> {s.get('teacher_prob') or ''}",
+             f"{html.escape(str(s['proxy_label']))} {s['proxy_prob']}", html.escape(str(s.get("review_label") or ""))] for s in suspects[:n]]
+    review = f" Re-asked to {html.escape(str(m['review_teacher']))}: {m['review_changed']} of {m['reviewed']} answers changed." if "reviewed" in m else ""
+    inner = (f"<p>{m.get('suspects')} of {m.get('rows_audited')} teacher labels are suspects ({pct(m.get('suspect_share'))}): a proxy "
+             f"trained on the other folds confidently predicts another label.{review} Correct them in <code>{run}/suspects.csv</code> "
+             "(column correct_label) and pass it back with <code>--corrections</code>; a person's label then wins in every later run.</p>"
+             + _table(["rank", "text", "teacher (prob)", "proxy (prob)", "review teacher"], body, "texts"))
+    return _section("suspects", f"The {min(n, len(suspects))} teacher labels most likely wrong", inner)
 
 
 def _student_section(run: Path | None) -> str:
