@@ -192,6 +192,8 @@ def train_cmd(
     precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16 (default: auto: bf16/fp16 on GPU, fp32 on CPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the student's own code."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (merged back at the end): less time and memory for big students."),
+    lora_rank: Optional[int] = typer.Option(None, help="LoRA rank with --lora (default: 8)."),
 ) -> None:
     """Fine-tune a small student on a teacher's labels (or any labeled file)."""
     import os
@@ -206,7 +208,7 @@ def train_cmd(
         early_stopping_patience=patience, warmup_ratio=warmup_ratio, eval_steps=eval_steps,
         class_balance=class_balance, precision=precision, resume=resume or None, freeze_layers=freeze_layers,
         unlabeled=unlabeled, self_training_rounds=self_training_rounds, self_training_threshold=self_training_threshold,
-        trust_remote_code=trust_remote_code or None,
+        trust_remote_code=trust_remote_code or None, lora=lora or None, lora_rank=lora_rank,
     )
     cfg = build(TrainConfig, settings, "distill train")
     m = train(cfg, out)

@@ -63,7 +63,8 @@ def card(meta: dict[str, Any], metrics: dict[str, Any], train_dir: Path) -> str:
         f"- Default model: `{default}`"
         + (
             f" (int8 dynamic quantization, per-channel, preset `{q.get('target')}`"
-            + (", feed-forward outputs kept in fp32 for accuracy)" if q.get("recipe") == "ffn-out-fp32" else ")")
+            + {"ffn-out-fp32": ", feed-forward outputs kept in fp32 for accuracy)",
+               "all-reduce-range": ", int8 weights over 7 bits so AVX2 kernels do not saturate)"}.get(q.get("recipe"), ")")
             if q.get("type") == "int8"
             else " (fp32)"
         ),

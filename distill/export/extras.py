@@ -40,6 +40,24 @@ def check_texts(train: "TrainRun") -> list[str]:
     return texts + long_texts(texts, 1)
 
 
+def wordpiece_twin(hf: Any) -> tuple[Any, dict[str, str]]:
+    """(tokenizer, op attributes) that onnxruntime-extensions converts. MPNet's tokenizer is BERT's WordPiece with
+    <s> </s> <pad> as its special tokens, which the converter does not list: hand it a BertTokenizer over the same
+    vocabulary and name the special tokens as op attributes (the parity check below still compares every id)."""
+    if not type(hf).__name__.startswith("MPNetTokenizer"):
+        return hf, {}
+    import tempfile
+
+    from transformers import BertTokenizer
+
+    special = {k: getattr(hf, k) for k in ("unk_token", "sep_token", "cls_token", "pad_token", "mask_token")}
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.txt"
+        vocab.write_text("".join(t + "\n" for t, _ in sorted(hf.get_vocab().items(), key=lambda kv: kv[1])), encoding="utf-8")
+        lower = bool(getattr(hf.backend_tokenizer.normalizer, "lowercase", True))
+        return BertTokenizer(str(vocab), do_lower_case=lower, **special), special
+
+
 def tokenizer_graph(train: "TrainRun", input_names: list[str]) -> "onnx.ModelProto":
     """text [1] -> each of `input_names` as int64 [1, tokens] cut at max_length, plus `truncated` bool [1]."""
     import numpy as np
@@ -49,7 +67,7 @@ def tokenizer_graph(train: "TrainRun", input_names: list[str]) -> "onnx.ModelPro
 
     hf = AutoTokenizer.from_pretrained(train.model_dir)
     try:
-        pre, _ = gen_processing_models(hf, pre_kwargs={})
+        pre, _ = gen_processing_models(*wordpiece_twin(hf))
     except Exception as e:  # the converter raises assorted errors for tokenizers it does not know
         raise BadInput(
             f"--with-tokenizer: onnxruntime-extensions cannot build a graph for {type(hf).__name__} ({e}); "

@@ -111,6 +111,10 @@ def train(cfg: TrainConfig, out: Path) -> dict:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
     D.barrier()
     D.freeze_lower_layers(model, cfg.freeze_layers)
+    if cfg.lora:
+        from distill.train import lora
+
+        model = lora.wrap(model, cfg.lora_rank)
 
     def make_trainer(rows: list[dict], round_: int = 0):
         """A Trainer over `rows` that continues from the model's current weights (round 0: the teacher's rows;
@@ -193,6 +197,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         "seconds": round(seconds, 2),
         "samples_per_second": round((state.epoch - start_epoch) * len(train_idx) / first_seconds, 2) if first_seconds > 0 else None,
         "self_training": self_training, "freeze_layers": cfg.freeze_layers,
+        "lora": {"rank": cfg.lora_rank, "trainable_share": round(lora.trainable_share(model), 5)} if cfg.lora else None,
         "device": (torch.cuda.get_device_name(0) if cuda else "cpu") + (f" x{world_size}" if world_size > 1 else ""),
         "precision": precision, "loss": loss, "epochs": round(state.epoch, 3), "steps": state.global_step,
         "planned_steps": state.max_steps, "resumed_from_step": resumed.get("global_step"), "early_stopped": state.global_step < state.max_steps,
@@ -204,7 +209,10 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     }
     if gold_texts:
         metrics.update(gold_metrics(data, gold_texts, gold_targets, gold_pred))
-    trainer.save_model(str(out / "model"))  # the best checkpoint (load_best_model_at_end); rank-aware
+    if cfg.lora and rank == 0:
+        lora.save_merged(trainer.model, out / "model")  # adapters folded in: a plain model folder
+    elif not cfg.lora:
+        trainer.save_model(str(out / "model"))  # the best checkpoint (load_best_model_at_end); rank-aware
     if rank == 0:
         (out / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; model/ stays safetensors + json
         tokenizer.save_pretrained(out / "model")
