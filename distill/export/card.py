@@ -88,6 +88,8 @@ def card(meta: dict[str, Any], metrics: dict[str, Any], train_dir: Path) -> str:
     if with_tok:
         lines.append("| `model.with_tokenizer.onnx` | raw text in, probabilities out (needs onnxruntime-extensions) |")
     for f in meta.get("files", []):
+        if f.endswith(".onnx.data"):  # export/large.py: a model over protobuf's 2 GB limit
+            lines.append(f"| `{f}` | the weights of `{f[:-5]}` (over 2 GB, so outside the graph): ship it beside that file |")
         if f.endswith(".ort"):
             lines.append(f"| `{f}` | ORT format for onnxruntime mobile |")
     if "required_operators.config" in meta.get("files", []):

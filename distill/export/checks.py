@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from distill.errors import BadInput, DistillError, ParityError
+from distill.export.large import total_size
 from distill.export.quantization import RECIPES
 from distill.runtime import Predictor, length_batches
 
@@ -184,7 +185,7 @@ def int8_report(recipe: str, preds: dict[str, np.ndarray], gold: np.ndarray, out
         "fixed": fixed,
         "broken": broken,
         "p_value": sign_test_p(broken, fixed),
-        "size_bytes": (out / "model.int8.onnx").stat().st_size,
+        "size_bytes": total_size(out / "model.int8.onnx"),
     }
 
 
@@ -255,11 +256,11 @@ def verify(
     for key in ("latency_ms_batch1", "items_per_second_batch32"):
         metrics[key] = {name: t[key] for name, t in timings.items()}
     sizes = {"torch": sum(p.stat().st_size for p in train.model_dir.glob("*.safetensors")),
-             "onnx_fp32": (out / "model.onnx").stat().st_size}  # fmt: skip
+             "onnx_fp32": total_size(out / "model.onnx")}  # fmt: skip
     metrics["size_bytes_torch"] = sizes["torch"]
     metrics["size_bytes_fp32"] = sizes["onnx_fp32"]
     if "onnx_int8" in engines:
-        sizes["onnx_int8"] = metrics["size_bytes_int8"] = (out / "model.int8.onnx").stat().st_size
+        sizes["onnx_int8"] = metrics["size_bytes_int8"] = total_size(out / "model.int8.onnx")
         for b, key, faster in (("batch1", "latency_ms_batch1", False), ("batch32", "items_per_second_batch32", True)):
             t, q = metrics[key]["torch"], metrics[key]["onnx_int8"]
             metrics[f"speedup_int8_over_torch_{b}"] = q / t if faster else t / q

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from distill.errors import BadInput
+from distill.export.large import needs_external
 
 # --target -> optimum's dynamic-quantization preset. avx512 means AVX-512 VNNI, today's server CPUs; avx2
 # keeps uint8 weights because AVX2 kernels without VNNI saturate with int8 weights.
@@ -72,6 +73,7 @@ def quantize(src: Path, dst: Path, target: str, recipe: str = "all") -> None:
             src, dst, nodes_to_exclude=exclude,
             op_types_to_quantize=[str(getattr(op, "value", op)) for op in preset.operators_to_quantize],
             per_channel=preset.per_channel, reduce_range=reduce_range, weight_type=weight_type,
+            use_external_data_format=needs_external(src),  # over 2 GB: weights beside the graph (large.py)
             # DefaultTensorType: shape inference cannot type the outputs of fused (com.microsoft) nodes.
             extra_options={"WeightSymmetric": preset.weights_symmetric, "ActivationSymmetric": preset.activations_symmetric,
                            "DefaultTensorType": onnx.TensorProto.FLOAT},

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from distill.config import ExportConfig
 from distill.errors import BadInput, DistillError
+from distill.export.large import needs_external, place
 from distill.export.quantization import quantize
 from distill.export.train_run import TrainRun, load_train_run
 from distill.runs import METRICS_JSON, finish_run, start_run, write_json
@@ -70,6 +71,8 @@ def optimize_graph(src: Path, dst: Path, model_type: str) -> str | None:
     from onnxruntime.transformers.optimizer import optimize_model
     from optimum.onnxruntime.utils import ORTConfigManager
 
+    if needs_external(src):
+        return "the model is over 2 GB (external data); fusions are not tried"
     try:
         ort_type = ORTConfigManager.get_model_ort_type(model_type)
     except KeyError:
@@ -141,9 +144,9 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
             "reason": "faster at batch 1 and 32" if wins else f"not {100 * (1 - OPTIMIZE_MARGIN):.0f}% faster",
             "ms_per_item": t,
         }
-    shutil.copy2(candidates[decision["kept"]], out / "model.onnx")
+    place(candidates[decision["kept"]], out / "model.onnx")
     if int8:
-        shutil.copy2(int8[decision["kept"]], out / "model.int8.onnx")
+        place(int8[decision["kept"]], out / "model.int8.onnx")
     return decision
 
 
@@ -185,7 +188,8 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     settings = cfg.resolved()
     out = start_run(Path(out), "export", settings)
     # A folder exported before with other options must not keep its old models (an .ort of another int8).
-    for stale in [*out.glob("model*.onnx"), *out.glob("model*.ort"), out / "required_operators.config", out / LABELS_FILE]:
+    for stale in [*out.glob("model*.onnx"), *out.glob("model*.onnx.data"), *out.glob("model*.ort"),
+                  out / "required_operators.config", out / LABELS_FILE]:
         stale.unlink(missing_ok=True)
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
@@ -213,7 +217,7 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    meta["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".ort", ".config"))
+    meta["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".ort", ".config", ".data"))
     if cfg.quantize == "int8":
         meta["quantization"].update(recipe=metrics["int8_recipe"], per_channel=True)
     write_json(out / LABELS_FILE, meta)
