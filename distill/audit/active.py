@@ -151,7 +151,18 @@ async def ask_in_rounds(cfg: Any, task: P.Task, pool: list[str], requests: dict[
         if await run_round(rows) == 0 and teacher.tally.errors:
             break  # the teacher answers nothing: stop choosing; the rerun retries these rows
     return {"selected": [pool[i] for i in chosen], "rounds": len(log.rounds), "budget": budget,
-            "seed_rows": seed_n, "round_rows": round_n}
+            "seed_rows": seed_n, "round_rows": round_n, "selection": cfg.selection}
+
+
+async def choose_rows(cfg: Any, task: P.Task, rows: list[str], n_gold: int, requests: dict[str, dict], keys: dict[str, str],
+                      answers: dict[str, dict], teacher: Any, out: Path, ask: Callable[[list], Awaitable[None]]):
+    """The label stage's hook: (the requests still wanted, their answers so far, how many came from the cache
+    before this run, the rounds' summary). Answers cached earlier for rows not chosen are not used."""
+    pool = list(dict.fromkeys(rows[: len(rows) - n_gold]))
+    rounds = await ask_in_rounds(cfg, task, pool, requests, keys, teacher, out, ask)
+    wanted = {t: requests[t] for t in [*rounds["selected"], *rows[len(rows) - n_gold :]]}
+    chosen = teacher.cache.get_many(keys[t] for t in wanted)
+    return wanted, chosen, sum(keys[t] in answers for t in wanted), rounds
 
 
 def proxy_targets(answered: dict[int, dict], task: P.Task, calibration: str) -> tuple[list[int], list[int]]:

@@ -103,8 +103,15 @@ def import_corrections(path: str | Path, labels: Sequence[str], cache_path: Path
         store.close()
 
 
-def apply_human_labels(records: list[dict[str, Any]], labels: Sequence[str], cache_path: Path) -> int:
-    """Give every labels.jsonl record a person labeled the person's label (in place); returns how many."""
+def apply_human_labels(records: list[dict[str, Any]], labels: Sequence[str], cache_path: Path, metrics: bool = False) -> Any:
+    """Give every labels.jsonl record a person labeled the person's label (in place); returns how many, or with
+    `metrics` the label stage's metrics that change: human_labels and, when any, the label distribution."""
+    if metrics:
+        from collections import Counter
+
+        n = apply_human_labels(records, labels, cache_path)
+        dist = {"label_distribution": dict(Counter(r["label"] for r in records if r.get("label")).most_common())} if n else {}
+        return {"human_labels": n, **dist}
     if not records or not Path(cache_path).is_file():
         return 0
     store = HumanLabels(cache_path)

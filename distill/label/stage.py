@@ -200,10 +200,7 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     finally:
         cache.close()
     # A person's label wins over the teacher's (distill/audit/corrections.py); never on gold rows, which are the truth.
-    humans = apply_human_labels(result["records"], task.labels, cache_file)
-    result["metrics"].update(human_labels=humans, corrections_imported=imported)
-    if humans:
-        result["metrics"]["label_distribution"] = dict(Counter(r["label"] for r in result["records"] if r["label"]).most_common())
+    result["metrics"].update(apply_human_labels(result["records"], task.labels, cache_file, metrics=True), corrections_imported=imported)
     if gold_texts:
         result["metrics"].update(teacher_gold_scores(result["gold_records"], gold_targets, task.labels))
         for rec, target in zip(result["gold_records"], gold_targets):
@@ -237,15 +234,11 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
         keys = {t: teacher.key(r) for t, r in requests.items()}
         answers = cache.get_many(keys.values())
         cached, wanted, rounds = len(answers), requests, None
-        if cfg.budget is not None or cfg.active:  # active labeling: the teacher sees only the rows chosen in rounds
-            from distill.audit.active import ask_in_rounds
+        if cfg.budget is not None or cfg.active:  # active labeling (distill/audit/active.py): only the rows chosen
+            from distill.audit.active import choose_rows
 
-            pool = list(dict.fromkeys(rows[: len(rows) - n_gold]))
-            rounds = await ask_in_rounds(cfg, task, pool, requests, keys, teacher, out,
-                                         lambda jobs: _ask_with_progress(teacher, jobs, cfg.concurrency))
-            wanted = {t: requests[t] for t in [*rounds["selected"], *rows[len(rows) - n_gold :]]}
-            before, answers = answers, cache.get_many(keys[t] for t in wanted)
-            cached = sum(keys[t] in before for t in wanted)
+            wanted, answers, cached, rounds = await choose_rows(cfg, task, rows, n_gold, requests, keys, answers, teacher, out,
+                                                                lambda jobs: _ask_with_progress(teacher, jobs, cfg.concurrency))
         jobs = [(keys[t], wanted[t]) for t in wanted if keys[t] not in answers and keys[t] not in teacher.tally.failed_keys]
 
         if jobs and cfg.batch:
@@ -278,9 +271,7 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
         from distill.audit.active import mark_unlabeled
 
         rounds["unlabeled"] = mark_unlabeled(records, set(rounds.pop("selected")), rows[:n])
-    metrics = _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline)
-    if rounds is not None:
-        metrics.update(selection=cfg.selection, **rounds)
+    metrics = {**_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline), **(rounds or {})}
     return {"records": records, "gold_records": gold_records, "metrics": metrics}
 
 
