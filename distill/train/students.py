@@ -267,7 +267,7 @@ def gguf_to_folder(student: Student, gguf: Path, dst: Path) -> None:
     """Dequantize the GGUF into a plain transformers folder (safetensors + tokenizer) once, so that training
     loads it in seconds instead of converting for minutes every run (DESIGN.md: 191 s, 3.8 GB)."""
     try:
-        import gguf  # noqa: F401
+        import gguf as _  # noqa: F401  (transformers reads GGUF files through it)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
