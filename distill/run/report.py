@@ -326,13 +326,14 @@ def _cost_section(runs: dict[str, Path], state: dict[str, Any]) -> str:
     rows = []
     for stage, run in runs.items():
         m = read_metrics(run)
-        cost = m.get("cost_usd") if stage == "label" else 0.0
+        cost = m.get("cost_usd") if stage == "label" else m.get("review_cost_usd") or 0.0 if stage == "audit" else 0.0
         notes = {
             "label": f"teacher {html.escape(str(read_settings(run).get('teacher', '?')))}"
             + (f", {m['teacher_calls']} calls" if "teacher_calls" in m else ""),
+            "audit": "proxy on this machine" + (f", {m['review_teacher_calls']} calls to the review teacher" if m.get("review_teacher_calls") else ""),
             "train": f"on {html.escape(str(m.get('device', '?')))}",
             "export": "local",
-        }[stage]
+        }.get(stage, "")
         rows.append({"stage": stage, "seconds": stage_seconds(run, m, state, stage), "cost": cost, "notes": notes})
     total_s = sum(r["seconds"] or 0 for r in rows)
     known = [r["cost"] for r in rows if isinstance(r["cost"], (int, float))]

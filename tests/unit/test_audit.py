@@ -178,3 +178,19 @@ def test_review_teacher_reasks_only_the_suspects_and_records_changes(flipped_run
         assert s["review_changed"] == (s["text"] in flipped)
     m = json.loads((out / "metrics.json").read_text())
     assert m["reviewed"] == len(reviewed) and m["review_changed"] == sum(s["text"] in flipped for s in reviewed)
+
+
+def test_audit_after_training_audits_the_train_runs_label_run(flipped_run, tmp_path):
+    from distill.runs import finish_run, start_run
+
+    label_run, rows, flipped = flipped_run
+    train_run = tmp_path / "train"
+    settings = {"data": str(label_run), "student": "minilm"}
+    start_run(train_run, "train", settings)
+    finish_run(train_run, "train", settings, {"val_accuracy": 0.9}, "# train\n")
+    r = cli("audit", str(train_run), "--out", str(tmp_path / "audit"))
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "audit" / "metrics.json").read_text())
+    assert Path(m["label_run"]) == label_run and m["rows_audited"] == len(rows)
+    r = cli("audit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a2"))
+    assert r.exit_code == 2 and "no such run folder" in r.output

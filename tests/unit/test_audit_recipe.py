@@ -81,6 +81,10 @@ def test_a_recipe_audits_and_a_persons_corrections_rerun_label_and_train(stages,
         pipeline.run_pipeline(pipeline.load_recipe(recipe, [f"audit.corrections={fixed}"]), report=False)
         assert stages.ran() == ["label", "audit", "train", "export"]
         assert len(fake.texts) == asked  # every answer from the cache
+    from distill.run.report import build_report
+
+    page = build_report(root).read_text(encoding="utf-8")
+    assert "teacher labels most likely wrong" in page and "suspects.csv" in page
     labels = {json.loads(x)["text"]: json.loads(x) for x in (root / "label" / "labels.jsonl").read_text().splitlines()}
     assert all(labels[r["text"]]["source"] == "human" and labels[r["text"]]["label"] == truth[r["text"]] for r in table[:5])
 
