@@ -165,17 +165,19 @@ def export_command(cfg: ExportConfig, out: Path, onnx: bool = True) -> None:
     from distill.export import export
 
     m = export(cfg, out)
-    lat, tput = m["latency_ms_batch1"], m["items_per_second_batch32"]
+    from distill.formatting import pct
+    from distill.metrics import engine_rows
+
+    engines = m["engines"]
     typer.echo(f"parity: max |logit diff| ONNX fp32 vs PyTorch {m['max_abs_diff']:.1e} (atol {cfg.atol:g})")
-    if "val_accuracy_int8" in m:
-        typer.echo(
-            f"accuracy on {m['val_rows_scored']} validation rows: PyTorch {100 * m['val_accuracy_torch']:.1f}%, "
-            f"int8 {100 * m['val_accuracy_int8']:.1f}%"
-        )
+    if "onnx_int8" in engines:
+        typer.echo(f"accuracy on {m['val_rows_scored']} validation rows: PyTorch {pct(engines['torch']['val_accuracy'])}, "
+                   f"int8 {pct(engines['onnx_int8']['val_accuracy'])}")
     if m.get("int8_accuracy_note"):
         typer.echo(f"note: {m['int8_accuracy_note']}")
-    for name in lat:
-        typer.echo(f"{name:>10}: {lat[name]:7.2f} ms/text at batch 1, {tput[name]:7.0f} texts/s at batch 32")
+    for e in engine_rows(m):
+        typer.echo(f"{e['name']:>10}: {e['latency_ms_batch1']:7.2f} ms/text at batch 1, "
+                   f"{e['items_per_second_batch32']:7.0f} texts/s at batch 32")
     typer.echo(f"wrote {out} (README.md tells an app how to call the model)")
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.formatting import megabytes
+from distill.formatting import megabytes, pct
+from distill.metrics import engine_rows
 
 MEANING = {
     "input_ids": "token ids from tokenizer.json: [CLS] text [SEP], then padding",
@@ -23,18 +24,10 @@ def _shape(spec: dict) -> str:
 
 
 def _figures(metrics: dict[str, Any]) -> list[str]:
-    lat, tput = metrics.get("latency_ms_batch1", {}), metrics.get("items_per_second_batch32", {})
-    acc = {"torch": metrics.get("val_accuracy_torch"), "onnx_fp32": metrics.get("val_accuracy_fp32"),
-           "onnx_int8": metrics.get("val_accuracy_int8")}  # fmt: skip
-    size = {"torch": metrics.get("size_bytes_torch"), "onnx_fp32": metrics.get("size_bytes_fp32"),
-            "onnx_int8": metrics.get("size_bytes_int8")}  # fmt: skip
     rows = ["| engine | size | ms/text, batch 1 | texts/s, batch 32 | validation accuracy |", "|---|---|---|---|---|"]
-    for name in lat:
-        a = acc.get(name)
-        rows.append(
-            f"| {name} | {megabytes(size.get(name))} | {lat[name]:.2f} | {tput[name]:.0f} | "
-            f"{'-' if a is None else f'{100 * a:.1f}%'} |"
-        )
+    for e in engine_rows(metrics):
+        rows.append(f"| {e['name']} | {megabytes(e.get('size_bytes'))} | {e['latency_ms_batch1']:.2f} | "
+                    f"{e['items_per_second_batch32']:.0f} | {pct(e.get('val_accuracy'))} |")
     rows.append("")
     rows.append(
         f"Largest logit difference ONNX fp32 vs PyTorch: {metrics.get('max_abs_diff', 0):.1e} "

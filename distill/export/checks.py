@@ -198,11 +198,9 @@ def verify(
     if cfg.threads:
         ref.torch.set_num_threads(cfg.threads)
     threads = ref.torch.get_num_threads()
-    engines = {"onnx_fp32": Predictor(out, "model.onnx", threads)}
-    if cfg.quantize == "int8":
-        engines["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
+    onnx = {"onnx_fp32": Predictor(out, "model.onnx", threads)}
     texts = [r["text"] for r in train.val]
-    metrics.update(parity(ref, engines["onnx_fp32"], texts, cfg.atol))
+    metrics.update(parity(ref, onnx["onnx_fp32"], texts, cfg.atol))
 
     # Accuracy on the rows whose label the model knows (the train stage writes only those).
     rows = [r for r in train.val if r.get("label") in train.labels]
@@ -212,69 +210,70 @@ def verify(
     gold = np.array([train.labels.index(r["label"]) for r in rows])
     vtexts = [r["text"] for r in rows]
     preds = {"torch": predictions(lambda b: ref.logits(ref.encode(b)), vtexts)}
-    preds["onnx_fp32"] = predictions(engines["onnx_fp32"].batch_logits, vtexts)
-    if "onnx_int8" in engines:
-        tried = []
-
-        def quantized(recipe: str | None) -> np.ndarray:
-            if recipe is not None:  # rewrite model.int8.onnx with this recipe
-                requantize(recipe)
-                engines["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
-            return predictions(engines["onnx_int8"].batch_logits, vtexts)
-
-        for i, recipe in enumerate(RECIPES):
-            preds["onnx_int8"] = quantized(recipe if i else None)
-            tried.append(int8_report(recipe, preds, gold, out))
-            if tried[-1]["accuracy_drop_points"] <= cfg.max_accuracy_drop + 1e-9:
-                break
-        # Every recipe over the limit: the most accurate ships (ties: closest to PyTorch, then the smaller file).
-        best = max(range(len(tried)), key=lambda i: (tried[i]["accuracy"], tried[i]["agreement_with_torch"], -i))
-        shipped = tried[best]
-        if best != len(tried) - 1 and not real_loss(shipped["accuracy_drop_points"], shipped["p_value"], cfg.max_accuracy_drop):
-            preds["onnx_int8"] = quantized(shipped["recipe"])  # the file on disk is the last one tried
-        metrics["int8_recipes_tried"] = tried
-        metrics["int8_recipe"] = shipped["recipe"]
-        metrics["int8_agreement_with_torch"] = shipped["agreement_with_torch"]
-        metrics["accuracy_drop_points"] = shipped["accuracy_drop_points"]
-    acc = {name: float((p == gold).mean()) for name, p in preds.items()}
-    metrics["val_accuracy_torch"] = acc["torch"]
-    metrics["val_accuracy_fp32"] = acc["onnx_fp32"]
-    if "onnx_int8" in engines:
-        metrics["val_accuracy_int8"] = acc["onnx_int8"]
-        note = check_accuracy_drop(acc["torch"], shipped, cfg.max_accuracy_drop, cfg.target, len(tried))
+    preds["onnx_fp32"] = predictions(onnx["onnx_fp32"].batch_logits, vtexts)
+    if cfg.quantize == "int8":
+        onnx["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
+        shipped, tried = choose_int8_recipe(cfg, out, onnx, threads, preds, gold, vtexts, requantize)
+        metrics.update(int8_recipes_tried=tried, int8_recipe=shipped["recipe"], accuracy_drop_points=shipped["accuracy_drop_points"],
+                       int8_agreement_with_torch=shipped["agreement_with_torch"])  # fmt: skip
+    engines = metrics["engines"] = {name: {"val_accuracy": float((p == gold).mean())} for name, p in preds.items()}
+    if "onnx_int8" in onnx:  # raises when int8 really loses accuracy; the figures so far stay in metrics
+        note = check_accuracy_drop(engines["torch"]["val_accuracy"], shipped, cfg.max_accuracy_drop, cfg.target, len(tried))
         if note:
             metrics["int8_accuracy_note"] = note
 
-    # Speed: all engines on the same pre-tokenized inputs, same threads, same process.
-    feeds1, feeds32 = timing_feeds(engines["onnx_fp32"].encode, texts, cfg.latency_texts)
-    runs: dict[str, Callable[[Feeds], Any]] = {"torch": ref.logits}
-    runs.update({name: p.logits for name, p in engines.items()})
-    timings = {name: time_engine(run, feeds1, feeds32) for name, run in runs.items()}
+    # Speed and size: all engines on the same pre-tokenized inputs, same threads, same process.
     metrics["threads"] = threads
     metrics["machine"] = platform.machine()  # int8 kernels differ by CPU: these numbers are this machine's
     metrics["timed_texts"] = cfg.latency_texts
-    for key in ("latency_ms_batch1", "items_per_second_batch32"):
-        metrics[key] = {name: t[key] for name, t in timings.items()}
-    sizes = {"torch": sum(p.stat().st_size for p in train.model_dir.glob("*.safetensors")),
-             "onnx_fp32": total_size(out / "model.onnx")}  # fmt: skip
-    metrics["size_bytes_torch"] = sizes["torch"]
-    metrics["size_bytes_fp32"] = sizes["onnx_fp32"]
-    if "onnx_int8" in engines:
-        sizes["onnx_int8"] = metrics["size_bytes_int8"] = total_size(out / "model.int8.onnx")
-        for b, key, faster in (("batch1", "latency_ms_batch1", False), ("batch32", "items_per_second_batch32", True)):
-            t, q = metrics[key]["torch"], metrics[key]["onnx_int8"]
-            metrics[f"speedup_int8_over_torch_{b}"] = q / t if faster else t / q
-    # The same figures in the shape distill/run/report.py reads.
-    metrics["variants"] = {
-        short: {
-            "size_mb": sizes[name] / 1e6,
-            "ms_batch1": timings[name]["latency_ms_batch1"],
-            "ms_batch32": 1000 / timings[name]["items_per_second_batch32"],
-            "accuracy": acc[name],
+    measure_engines(engines, ref, onnx, train, out, texts, cfg.latency_texts)
+    if "onnx_int8" in onnx:
+        t, q = metrics["engines"]["torch"], metrics["engines"]["onnx_int8"]
+        metrics["speedup_int8_over_torch"] = {
+            "batch1": t["latency_ms_batch1"] / q["latency_ms_batch1"],
+            "batch32": q["items_per_second_batch32"] / t["items_per_second_batch32"],
         }
-        for short, name in (("pytorch", "torch"), ("fp32", "onnx_fp32"), ("int8", "onnx_int8"))
-        if name in timings
-    }
+
+
+def choose_int8_recipe(
+    cfg: "ExportConfig", out: Path, onnx: dict[str, Predictor], threads: int, preds: dict[str, np.ndarray],
+    gold: np.ndarray, texts: list[str], requantize: Callable[[str], None],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Try the int8 recipes in order until one is within --max-accuracy-drop; leave the one that ships on disk
+    (and in `onnx`, its predictions in `preds`). Returns its report and every recipe's."""
+
+    def quantized(recipe: str | None) -> np.ndarray:
+        if recipe is not None:  # rewrite model.int8.onnx with this recipe
+            requantize(recipe)
+            onnx["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
+        return predictions(onnx["onnx_int8"].batch_logits, texts)
+
+    tried = []
+    for i, recipe in enumerate(RECIPES):
+        preds["onnx_int8"] = quantized(recipe if i else None)
+        tried.append(int8_report(recipe, preds, gold, out))
+        if tried[-1]["accuracy_drop_points"] <= cfg.max_accuracy_drop + 1e-9:
+            break
+    # Every recipe over the limit: the most accurate ships (ties: closest to PyTorch, then the smaller file).
+    best = max(range(len(tried)), key=lambda i: (tried[i]["accuracy"], tried[i]["agreement_with_torch"], -i))
+    shipped = tried[best]
+    if best != len(tried) - 1 and not real_loss(shipped["accuracy_drop_points"], shipped["p_value"], cfg.max_accuracy_drop):
+        preds["onnx_int8"] = quantized(shipped["recipe"])  # the file on disk is the last one tried
+    return shipped, tried
+
+
+def measure_engines(
+    engines: dict[str, dict[str, Any]], ref: TorchReference, onnx: dict[str, Predictor], train: "TrainRun", out: Path,
+    texts: list[str], n: int,
+) -> None:
+    """Add each engine's size_bytes, latency_ms_batch1, items_per_second_batch32 and ms_per_item_batch32 (the
+    fields of distill.metrics.EngineFigures) to `engines`, keyed torch / onnx_fp32 / onnx_int8."""
+    feeds1, feeds32 = timing_feeds(onnx["onnx_fp32"].encode, texts, n)
+    runs: dict[str, Callable[[Feeds], Any]] = {"torch": ref.logits, **{name: p.logits for name, p in onnx.items()}}
+    for name, run in runs.items():
+        t = time_engine(run, feeds1, feeds32)
+        size = sum(p.stat().st_size for p in train.model_dir.glob("*.safetensors")) if name == "torch" else total_size(onnx[name].run_dir / onnx[name].model_file)
+        engines[name] = {"size_bytes": size, **t, "ms_per_item_batch32": 1000 / t["items_per_second_batch32"], **engines[name]}
 
 
 def one_by_one(p: Predictor, texts: list[str]) -> tuple[np.ndarray, list[bool]]:

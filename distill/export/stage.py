@@ -25,6 +25,7 @@ from distill.errors import BadInput, DistillError
 from distill.export.large import needs_external, place
 from distill.export.quantization import quantize
 from distill.export.train_run import TrainRun, load_train_run
+from distill.metrics import SCHEMA_VERSION, ExportMetrics
 from distill.runs import METRICS_JSON, finish_run, start_run, write_json
 from distill.runtime import LABELS_FILE
 
@@ -194,8 +195,10 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    metrics: dict[str, Any] = {"labels": train.labels, "max_length": train.max_length, "val_rows": len(train.val)}
-    seconds = metrics["seconds"] = {}
+    metrics: ExportMetrics = {"schema_version": SCHEMA_VERSION, "labels": train.labels, "max_length": train.max_length,
+                              "val_rows": len(train.val)}
+    seconds = metrics["step_seconds"] = {}
+    started = time.perf_counter()
     try:
         with step("export to ONNX, optimize, quantize", "build", seconds):
             pad_id = write_tokenizer(train, out)
@@ -212,11 +215,13 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
             with step("ORT format", "ort", seconds):
                 extras.ort_format(cfg, train, out, metrics)
     except DistillError as e:
+        metrics["seconds"] = round(time.perf_counter() - started, 2)
         metrics["failed"] = str(e)
         write_json(out / METRICS_JSON, metrics)  # what was measured up to the failure, for the post-mortem
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
     meta["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".ort", ".config", ".data"))
     if cfg.quantize == "int8":
         meta["quantization"].update(recipe=metrics["int8_recipe"], per_channel=True)

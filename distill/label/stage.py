@@ -23,6 +23,7 @@ from distill.config import LabelConfig
 from distill.data import load_table, load_texts, read_gold
 from distill.errors import BadInput, TeacherUnavailable
 from distill.formatting import pct
+from distill.metrics import SCHEMA_VERSION, LabelMetrics
 from distill.label import prompt as P
 from distill.label.cache import AnswerCache, default_cache_path
 from distill.label.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
@@ -271,7 +272,7 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
         from distill.audit.active import mark_unlabeled
 
         rounds["unlabeled"] = mark_unlabeled(records, set(rounds.pop("selected")), rows[:n])
-    metrics = {**_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline), **(rounds or {})}
+    metrics = {**label_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline), **(rounds or {})}
     return {"records": records, "gold_records": gold_records, "metrics": metrics}
 
 
@@ -321,13 +322,15 @@ def _record(i: int, text: str, answer: dict[str, Any] | None, task: P.Task, base
     }
 
 
-def _metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline) -> dict[str, Any]:
+def label_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline) -> LabelMetrics:
+    """What metrics.json says about a label run (distill/metrics.py: LabelMetrics)."""
     counts = Counter(r["source"] for r in records)
     labeled = [r for r in records if r["label"] is not None]
     confident = [r for r in labeled if r["confidence"] is not None]
     low = sum(r["confidence"] < cfg.low_confidence for r in confident)
     tally = teacher.tally
     return {
+        "schema_version": SCHEMA_VERSION,
         "rows": len(records),
         "unique_texts": unique,
         "duplicates": len(records) - unique,

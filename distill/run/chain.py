@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill.config import PipelineConfig, apply_sets, build, load_yaml
-from distill.formatting import duration, pct, span
+from distill.formatting import duration, megabytes, pct, span
+from distill.metrics import engine_rows
 from distill.run.forecast import estimate
 from distill.runs import (
     MANIFEST, PIPELINE_JSON, STAGES, UPSTREAM, is_finished, read_json, read_metrics, require_finished, settings_hash, write_json,
@@ -300,7 +301,6 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
         parts = [
             f"val accuracy {share('val_accuracy')}" if share("val_accuracy") else None,
             f"macro F1 {share('val_macro_f1')}" if share("val_macro_f1") else None,
-            f"agreement with teacher {share('teacher_agreement')}" if share("teacher_agreement") else None,
             f"gold accuracy {share('gold_accuracy')}" if share("gold_accuracy") else None,
             f"teacher's gold accuracy {share('teacher_gold_accuracy')}" if share("teacher_gold_accuracy") else None,
             f"{m['train_rows']} training rows" if "train_rows" in m else None,
@@ -314,17 +314,15 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
 
 
 def _export_summary(m: dict[str, Any]) -> str | None:
-    from distill.run.report import export_numbers
-
-    rows = export_numbers(m)
+    rows = engine_rows(m)
     if not rows:
         return None
     best = rows[-1]
     bits = [best["name"]]
-    if best.get("mb") is not None:
-        bits.append(f"{best['mb']:.1f} MB")
-    if best.get("ms1") is not None:
-        bits.append(f"{best['ms1']:.2f} ms/text")
-    if best.get("accuracy") is not None:
-        bits.append(f"accuracy {100 * best['accuracy']:.1f}%")
+    if best.get("size_bytes") is not None:
+        bits.append(megabytes(best["size_bytes"]))
+    if best.get("latency_ms_batch1") is not None:
+        bits.append(f"{best['latency_ms_batch1']:.2f} ms/text")
+    if best.get("val_accuracy") is not None:
+        bits.append(f"accuracy {pct(best['val_accuracy'])}")
     return " ".join(bits[:1]) + ": " + ", ".join(bits[1:]) if len(bits) > 1 else bits[0]

@@ -12,7 +12,7 @@ from typing import Any
 from distill.formatting import duration
 
 TEACHER_COLOR, STUDENT_COLOR, MUTED = "#7a5195", "#1f77b4", "#9aa0a6"
-VARIANT_COLORS = {"PyTorch": "#9aa0a6", "ONNX fp32": "#1f77b4", "ONNX int8": "#2ca02c"}
+ENGINE_COLORS = {"torch": "#9aa0a6", "onnx_fp32": "#1f77b4", "onnx_int8": "#2ca02c"}
 
 
 # --- plots --------------------------------------------------------------------------------------------
@@ -111,17 +111,20 @@ def plot_gold(m: dict[str, Any]) -> str:
 
 
 def plot_size_latency(rows: list[dict]) -> str:
-    panels = [("mb", "size (MB)"), ("ms1", "ms per text, batch 1"), ("ms32", "ms per text, batch 32")]
+    """Size and speed per engine, from distill.metrics.engine_rows."""
+    panels = [("size_bytes", "size (MB)", 1e-6), ("latency_ms_batch1", "ms per text, batch 1", 1.0),
+              ("ms_per_item_batch32", "ms per text, batch 32", 1.0)]
     panels = [p for p in panels if any(r.get(p[0]) is not None for r in rows)]
     fig = _figure(3.0 * len(panels), 2.6)
-    for k, (key, title) in enumerate(panels):
+    for k, (key, title, scale) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         have = [r for r in rows if r.get(key) is not None]
-        bars = ax.bar([r["name"].replace("ONNX ", "ONNX\n") for r in have], [r[key] for r in have],
-                      color=[VARIANT_COLORS.get(r["name"], MUTED) for r in have])
-        ax.bar_label(bars, labels=[f"{r[key]:.3g}" for r in have], fontsize=8, padding=2)
+        values = [r[key] * scale for r in have]
+        bars = ax.bar([r["name"].replace("ONNX ", "ONNX\n") for r in have], values,
+                      color=[ENGINE_COLORS.get(r["engine"], MUTED) for r in have])
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=8, padding=2)
         ax.set_title(title, fontsize=9)
-        ax.set_ylim(0, max(r[key] for r in have) * 1.2)
+        ax.set_ylim(0, max(values) * 1.2)
         _style(ax)
     return _png(fig)
 

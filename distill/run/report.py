@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import BadInput
-from distill.formatting import duration, pct
+from distill.formatting import duration, megabytes, pct
+from distill.metrics import engine_rows
 from distill.run.charts import (
     plot_confidence,
     plot_confusion,
@@ -25,7 +26,7 @@ from distill.run.charts import (
     plot_time,
 )
 from distill.runs import (
-    CONFIG_JSON, LABELS_JSONL, MANIFEST, MODEL_DIR, PIPELINE_JSON, REPORT_HTML, STAGES, UPSTREAM, is_finished, read_json, read_jsonl,
+    CONFIG_JSON, LABELS_JSONL, MANIFEST, PIPELINE_JSON, REPORT_HTML, STAGES, UPSTREAM, is_finished, read_json, read_jsonl,
     read_metrics, read_settings,
 )  # fmt: skip
 
@@ -66,37 +67,6 @@ def find_runs(run_dir: Path) -> tuple[dict[str, Path], Path]:
 def read_labels(run: Path) -> list[dict[str, Any]]:
     path = run / LABELS_JSONL
     return read_jsonl(path) if path.is_file() else []
-
-
-def _mb(paths: list[Path]) -> float | None:
-    files = [p for p in paths if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 1e6 if files else None
-
-
-def export_numbers(m: dict[str, Any], train_run: Path | None = None, export_run: Path | None = None) -> list[dict]:
-    """PyTorch / ONNX fp32 / ONNX int8 rows of {name, mb, ms1, ms32, accuracy} from export's metrics.json.
-
-    Accepts `m["variants"] = {"pytorch"|"fp32"|"int8": {...}}` with keys size_mb, ms_batch1, ms_batch32,
-    accuracy; file sizes are read from the folders when the metrics do not carry them."""
-    variants = m.get("variants") or {}
-    files = {
-        "pytorch": [p for p in (train_run / MODEL_DIR).glob("*.safetensors")] if train_run else [],
-        "fp32": [export_run / "model.onnx"] if export_run else [],
-        "int8": [export_run / "model.int8.onnx"] if export_run else [],
-    }
-    rows = []
-    for key, name in (("pytorch", "PyTorch"), ("fp32", "ONNX fp32"), ("int8", "ONNX int8")):
-        v = variants.get(key) or {}
-        row = {
-            "name": name,
-            "mb": v.get("size_mb", _mb(files[key])),
-            "ms1": v.get("ms_batch1"),
-            "ms32": v.get("ms_batch32"),
-            "accuracy": v.get("accuracy"),
-        }
-        if any(row[k] is not None for k in ("mb", "ms1", "ms32", "accuracy")):
-            rows.append(row)
-    return rows
 
 
 # --- the page -----------------------------------------------------------------------------------------
@@ -168,12 +138,11 @@ def _summary(runs: dict[str, Path]) -> str:
         if tm.get("gold_accuracy") is not None:
             teacher = f" (teacher {pct(tm['teacher_gold_accuracy'])})" if tm.get("teacher_gold_accuracy") is not None else ""
             cards.append((pct(tm.get("gold_accuracy")), f"student accuracy on gold labels{teacher}"))
-    ex = export_numbers(read_metrics(runs.get("export")), runs.get("train"), runs.get("export"))
-    onnx = [r for r in ex if r["name"] != "PyTorch"]
+    onnx = [r for r in engine_rows(read_metrics(runs.get("export"))) if r["engine"] != "torch"]
     if onnx:
         best = onnx[-1]
-        speed = f", {best['ms1']:.2f} ms/text" if best.get("ms1") is not None else ""
-        cards.append((f"{best['mb']:.1f} MB" if best.get("mb") else "-", f"{best['name']} model{speed}"))
+        speed = f", {best['latency_ms_batch1']:.2f} ms/text" if best.get("latency_ms_batch1") is not None else ""
+        cards.append((megabytes(best.get("size_bytes")), f"{best['name']} model{speed}"))
     cost = lm.get("cost_usd")
     if isinstance(cost, (int, float)):
         cards.append((f"${cost:.2f}", "spent on the teacher"))
@@ -255,7 +224,6 @@ def _student_section(run: Path | None) -> str:
     facts = [
         ["accuracy on held-out teacher labels", pct(m.get("val_accuracy"))],
         ["macro F1 on held-out teacher labels", pct(m.get("val_macro_f1"))],
-        ["agreement with the teacher", pct(m.get("teacher_agreement"))],
         ["training rows", m.get("train_rows", "-")],
         ["rows dropped (invalid teacher answer)", m.get("dropped_invalid", "-")],
         ["trained on", html.escape(str(m.get("device", "-")))],
@@ -288,12 +256,13 @@ def _gold_section(run: Path | None) -> str:
 
 
 def _deploy_section(train: Path | None, export: Path | None) -> str:
-    rows = export_numbers(read_metrics(export), train, export) if export else []
+    rows = engine_rows(read_metrics(export))
     if not rows:
         return _section("deploy", "Size and speed", _missing("export"))
     table = _table(
         ["model", "size", "ms/text, batch 1", "ms/text, batch 32", "accuracy (validation)"],
-        [[r["name"], f"{r['mb']:.1f} MB" if r.get("mb") else "-", _num(r.get("ms1")), _num(r.get("ms32")), pct(r.get("accuracy"))] for r in rows],
+        [[r["name"], megabytes(r.get("size_bytes")), _num(r.get("latency_ms_batch1")), _num(r.get("ms_per_item_batch32")),
+          pct(r.get("val_accuracy"))] for r in rows],
     )
     m = read_metrics(export)
     how = (f"<p class=\"muted\">Measured by the export on the machine that ran it: {m.get('timed_texts', '?')} validation "

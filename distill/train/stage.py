@@ -25,6 +25,7 @@ from typing import Any
 from distill.config import TrainConfig
 from distill.data import read_gold
 from distill.errors import BadInput
+from distill.metrics import SCHEMA_VERSION, TrainMetrics
 from distill.runs import CONFIG_JSON, VAL_JSONL, finish_run, read_json, read_settings, start_run, write_jsonl
 from distill.train.card import model_card
 from distill.train.data import LabeledData, read_data, split_rows
@@ -187,10 +188,9 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     val_true = [data.targets[i] for i in val_idx]
     val = D.classification_metrics(val_true, val_pred, len(data.labels))
     state = trainer.state
-    metrics: dict[str, Any] = {
-        "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-        # The validation labels are the teacher's, so agreement equals val accuracy; no teacher, no agreement.
-        "teacher_agreement": val["accuracy"] if data.teacher_by_text else None,
+    # The validation labels are the teacher's: val_accuracy is the student's agreement with its teacher.
+    metrics: TrainMetrics = {
+        "schema_version": SCHEMA_VERSION, "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
         "train_rows": len(train_idx), "val_rows": len(val_idx), "dropped_invalid": data.dropped_invalid,
         "dropped_low_confidence": data.dropped_low_confidence, "gold_overlap_removed": gold_overlap,
         "truncated_rows": sum(len(r["input_ids"]) >= max_length for r in train_rows),

@@ -36,9 +36,10 @@ def test_minilm_student_exports_verified_and_serves(tmp_path) -> None:
     assert m["accuracy_drop_points"] <= 1.0
     # The same model on the same validation rows as the train stage measured: the stages agree.
     trained = read_json(train / "metrics.json")
-    assert abs(m["val_accuracy_torch"] - trained["val_accuracy"]) <= 1 / m["val_rows_scored"] + 1e-9
+    assert abs(m["engines"]["torch"]["val_accuracy"] - trained["val_accuracy"]) <= 1 / m["val_rows_scored"] + 1e-9
     # 22.7M parameters: ~90 MB fp32; int8 with the embeddings quantized too is about a quarter of that.
-    assert 80e6 < m["size_bytes_fp32"] < 100e6 and m["size_bytes_int8"] < 0.3 * m["size_bytes_fp32"]
+    fp32, int8 = m["engines"]["onnx_fp32"]["size_bytes"], m["engines"]["onnx_int8"]["size_bytes"]
+    assert 80e6 < fp32 < 100e6 and int8 < 0.3 * fp32
     meta = read_json(out / "labels.json")
     assert meta["labels"] == ["negative", "positive"] and meta["max_length"] == 128
     assert m["with_tokenizer"]["max_abs_diff_probs"] <= 1e-4

@@ -15,6 +15,7 @@ from distill.cli import app
 from distill.errors import DistillError
 from distill.runs import is_finished, read_json
 from distill.export.checks import check_accuracy_drop, sign_test_p
+from distill.metrics import SCHEMA_VERSION, EngineFigures, ExportMetrics, unknown_keys
 
 runner = CliRunner()
 
@@ -67,17 +68,19 @@ def test_metrics_hold_parity_accuracy_speed_and_sizes(tiny_export: Path) -> None
     assert {("short", 1), ("short", 8), ("short", 32), ("long", 1), ("long", 8)} <= checks
     assert all(c["tokens"] == 32 for c in m["parity_checks"] if c["texts"] == "long")  # cut at max_length
     assert m["val_rows_scored"] == 40
-    for key in ("val_accuracy_torch", "val_accuracy_int8", "val_accuracy_fp32"):
-        assert 0 <= m[key] <= 1
     assert m["accuracy_drop_points"] <= 1.0
-    for key in ("latency_ms_batch1", "items_per_second_batch32"):
-        assert set(m[key]) == {"torch", "onnx_fp32", "onnx_int8"} and all(v > 0 for v in m[key].values())
-    assert m["size_bytes_fp32"] == (tiny_export / "model.onnx").stat().st_size
-    assert m["size_bytes_int8"] == (tiny_export / "model.int8.onnx").stat().st_size
-    assert m["size_bytes_int8"] < m["size_bytes_fp32"] / 2  # embeddings quantized too
-    assert m["speedup_int8_over_torch_batch1"] > 0 and m["speedup_int8_over_torch_batch32"] > 0
+    engines = m["engines"]
+    assert list(engines) == ["torch", "onnx_fp32", "onnx_int8"]  # the order of distill.metrics.ENGINES
+    for e in engines.values():  # the same fields for each engine
+        assert set(e) == set(EngineFigures.__annotations__) and 0 <= e["val_accuracy"] <= 1
+        assert e["latency_ms_batch1"] > 0 and e["items_per_second_batch32"] > 0
+    assert engines["onnx_fp32"]["size_bytes"] == (tiny_export / "model.onnx").stat().st_size
+    assert engines["onnx_int8"]["size_bytes"] == (tiny_export / "model.int8.onnx").stat().st_size
+    assert engines["onnx_int8"]["size_bytes"] < engines["onnx_fp32"]["size_bytes"] / 2  # embeddings quantized too
+    assert m["speedup_int8_over_torch"]["batch1"] > 0 and m["speedup_int8_over_torch"]["batch32"] > 0
     assert m["graph_optimization"]["kept"] in ("plain", "optimized")
-    assert set(m["variants"]) == {"pytorch", "fp32", "int8"}
+    assert m["schema_version"] == SCHEMA_VERSION and unknown_keys(m, ExportMetrics) == []
+    assert isinstance(m["seconds"], float) and set(m["step_seconds"]) == {"build", "verify", "with_tokenizer", "ort"}
 
 
 def test_tokenizer_in_graph_agrees_with_tokenizer_plus_model_on_20_texts(tiny_export: Path) -> None:

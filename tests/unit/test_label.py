@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
+from distill.metrics import SCHEMA_VERSION, LabelMetrics, unknown_keys
 from tests.helpers import write_texts_csv
 
 runner = CliRunner()
@@ -49,6 +50,7 @@ def test_labels_every_row_in_order_and_asks_duplicates_once(fake_openai, reviews
     m = json.loads((out / "metrics.json").read_text())
     assert m["rows"] == 6 and m["unique_texts"] == 5 and m["labeled"] == 6 and m["invalid"] == 0
     assert m["teacher_calls"] == 6  # 5 distinct texts + the calibration input
+    assert m["schema_version"] == SCHEMA_VERSION and unknown_keys(m, LabelMetrics) == []
     assert fake_openai.texts.count("Best pizza in town!") == 1
     assert (out / "manifest.json").is_file() and (out / "config.json").is_file()
     assert "labels: positive 4" in r.output

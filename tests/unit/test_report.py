@@ -35,7 +35,7 @@ def make_runs(root: Path, gold: bool = True, export_metrics: dict | None = None)
     start_run(tr, "train", {"data": str(lab), "student": "minilm"})
     (tr / "model").mkdir()
     (tr / "model" / "model.safetensors").write_bytes(b"0" * 90_000)
-    m = {"val_accuracy": 0.8123, "val_macro_f1": 0.8, "teacher_agreement": 0.8123, "train_rows": 25, "dropped_invalid": 1,
+    m = {"val_accuracy": 0.8123, "val_macro_f1": 0.8, "train_rows": 25, "dropped_invalid": 1,
          "seconds": 130.0, "device": "cpu", "labels": LABELS, "confusion_matrix": [[3, 1, 0], [0, 2, 0], [1, 0, 2]]}
     if gold:
         m.update(gold_accuracy=0.875, gold_macro_f1=0.86, teacher_gold_accuracy=0.85, teacher_gold_macro_f1=0.84)
@@ -50,11 +50,12 @@ def make_runs(root: Path, gold: bool = True, export_metrics: dict | None = None)
 
 
 EXPORT_METRICS = {
+    "schema_version": 2,
     "seconds": 61.0,
-    "variants": {
-        "pytorch": {"ms_batch1": 4.1, "ms_batch32": 1.1, "accuracy": 0.8123},
-        "fp32": {"ms_batch1": 1.2, "ms_batch32": 0.5, "accuracy": 0.8123},
-        "int8": {"ms_batch1": 0.6, "ms_batch32": 0.3, "accuracy": 0.80},
+    "engines": {
+        "torch": {"size_bytes": 90_000, "latency_ms_batch1": 4.1, "ms_per_item_batch32": 1.1, "val_accuracy": 0.8123},
+        "onnx_fp32": {"size_bytes": 88_000, "latency_ms_batch1": 1.2, "ms_per_item_batch32": 0.5, "val_accuracy": 0.8123},
+        "onnx_int8": {"size_bytes": 23_000, "latency_ms_batch1": 0.6, "ms_per_item_batch32": 0.3, "val_accuracy": 0.80},
     },
 }
 
@@ -87,7 +88,7 @@ def test_report_holds_every_section_and_opens_offline(full):
     assert "2.5 points above" in s["gold"]
     assert "$0.0123" in s["cost"] and "1.6 min" in s["cost"]  # label 95 s
     assert "<td>0.60</td>" in s["deploy"]  # int8 at batch 1
-    assert "0.1 MB" in s["deploy"]  # sizes missing from the metrics are read from the files (90 kB, 88 kB)
+    assert "0.1 MB" in s["deploy"] and "0.0 MB" in s["deploy"]  # 90 kB, 88 kB and 23 kB from the metrics
     assert "<title>distill report: support-tickets</title>" in page and "Route &lt;tickets&gt;" in page
 
 

@@ -169,7 +169,7 @@ def test_a_model_over_the_protobuf_limit_ships_its_weights_beside_the_graph(tmp_
     files = read_json(tmp_path / "export" / "labels.json")["files"]
     assert {"model.onnx", "model.onnx.data", "model.int8.onnx", "model.int8.onnx.data"} <= set(files)
     assert e["max_abs_diff"] < 1e-4
-    assert e["size_bytes_fp32"] > (tmp_path / "export" / "model.onnx").stat().st_size * 10  # the data file counts
+    assert e["engines"]["onnx_fp32"]["size_bytes"] > (tmp_path / "export" / "model.onnx").stat().st_size * 10  # the data file counts
     assert "the weights of `model.onnx` (over 2 GB" in (tmp_path / "export" / "README.md").read_text()
     out = Predictor(tmp_path / "export").predict(["the soup was cold"])
     assert out[0]["label"] in ("negative", "positive")

@@ -11,6 +11,7 @@ from distill.cli import app
 from distill.config import TrainConfig
 from distill.errors import BadInput
 from distill.runs import read_json, start_run
+from distill.metrics import SCHEMA_VERSION, TrainMetrics, unknown_keys
 from distill.train import train
 from distill.train.data import read_data, split_rows
 from tests.helpers import LABELS, NEGATIVE_WORDS, POSITIVE_WORDS, make_label_run, toy_rows, train_config, write_rows_csv
@@ -34,12 +35,13 @@ def test_learns_the_toy_task_and_writes_the_run_folder(tmp_path, tiny_bert_dir):
     m = read_json(out / "metrics.json")
     # chance is 0.5; the gold texts mostly use sentence starts the student never saw
     assert m["val_accuracy"] >= 0.9 and m["gold_accuracy"] >= 0.75
-    assert m["teacher_agreement"] == m["val_accuracy"] and m["loss"] == "kd" and m["device"] == "cpu"
+    assert "teacher_agreement" not in m and m["loss"] == "kd" and m["device"] == "cpu"
     assert m["dropped_invalid"] == 3 and m["gold_overlap_removed"] == overlap > 10
     assert m["train_rows"] + m["val_rows"] == 160 - overlap and m["val_rows"] == round((160 - overlap) * 0.15)
     assert m["teacher_gold_rows"] == 10 and m["teacher_gold_accuracy"] == 1.0  # fake teacher is always right
     assert sum(map(sum, m["confusion_matrix"])) == m["val_rows"] and m["labels"] == LABELS
     assert m["seconds"] > 0 and m["samples_per_second"] > 0
+    assert m["schema_version"] == SCHEMA_VERSION and unknown_keys(read_json(out / "metrics.json"), TrainMetrics) == []
     assert read_json(out / "manifest.json")["stage"] == "train"
     assert not (out / "checkpoints").exists()
     model_files = {p.name for p in (out / "model").iterdir()}
@@ -74,7 +76,7 @@ def test_hard_labels_from_a_csv_with_own_column_names(tmp_path, tiny_bert_dir):
     data = write_rows_csv(tmp_path / "human.csv", toy_rows(60), text="review", label="sentiment")
     c = train_config(tmp_path, data, tiny_bert_dir, text_column="review", label_column="sentiment", max_steps=4)
     m = train(c, tmp_path / "out")
-    assert m["loss"] == "ce" and m["teacher"] is None and m["teacher_agreement"] is None
+    assert m["loss"] == "ce" and m["teacher"] is None
     assert m["labels"] == LABELS and m["train_rows"] == 51
     with pytest.raises(BadInput, match=r"--loss kd needs the teacher's probabilities.*--loss ce or auto"):
         train(c.model_copy(update={"loss": "kd"}), tmp_path / "out2")
