@@ -275,7 +275,7 @@ def gguf_to_folder(student: Student, gguf: Path, dst: Path) -> None:
                            "pip install gguf 'distill[train]'") from None
     sys.stderr.write(f"students: {student.alias}: converting the GGUF to safetensors (a few minutes, ~4 GB of memory)\n")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tok.pad_token = student.extra["pad_token"]  # the decoder has none; batching and the classifier need one
     model.config.pad_token_id = tok.pad_token_id
     model.save_pretrained(dst, safe_serialization=True)

