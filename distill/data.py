@@ -53,7 +53,7 @@ def load_table(source: str | Path) -> "Dataset":
                 raise BadInput(f"{path}: the input has no rows") from None
             raise BadInput(f"{path}: could not read it as {suffix} ({type(e).__name__}: {e})") from None
         return ds
-    if _looks_like_hub_id(str(source)):
+    if looks_like_hub_id(str(source)):
         try:
             return datasets.load_dataset(str(source), split="train")
         except Exception as e:
@@ -64,7 +64,7 @@ def load_table(source: str | Path) -> "Dataset":
     raise BadInput(f"{source}: no such file or folder")
 
 
-def _looks_like_hub_id(s: str) -> bool:
+def looks_like_hub_id(s: str) -> bool:
     parts = s.split("/")
     return len(parts) == 2 and all(parts) and not any(c in s for c in " \\:") and "." not in parts[0][:1]
 

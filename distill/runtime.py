@@ -4,8 +4,9 @@
     Predictor("artifacts/x/export").predict(["the soup was cold"])
     # -> [{"text": ..., "label": "negative", "probs": {"negative": 0.93, ...}, "truncated": False}]
 
-Imports onnxruntime, numpy and `tokenizers` only: never torch or transformers (a test holds it to that),
-so `pip install onnxruntime tokenizers numpy` plus this one file is enough to serve the model. A
+Imports onnxruntime, numpy and `tokenizers` only: never torch or transformers (a test holds it to that);
+its one import from distill is the error class in distill/errors.py, which imports nothing. So a service
+needs `pip install onnxruntime tokenizers numpy` and these two modules. A
 tokenizer-in-graph model (`model.with_tokenizer.onnx`) needs onnxruntime and the onnxruntime-extensions
 shared library, found on disk without importing the package (its __init__ imports torch).
 """
@@ -61,7 +62,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def check_texts(texts: Iterable[Any]) -> list[str]:
+def require_texts(texts: Iterable[Any]) -> list[str]:
     """Texts as a list of non-empty strings; an empty one is the caller's mistake, named by position."""
     out = []
     for i, t in enumerate(texts):
@@ -158,7 +159,7 @@ class Predictor:
 
     def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[dict[str, Any]]:
         """One {"text", "label", "probs", "truncated"} per text, in the order given."""
-        texts = check_texts(texts)
+        texts = require_texts(texts)
         out: list[dict[str, Any]] = [{} for _ in texts]
         for idx in length_batches(texts, batch_size):
             probs, truncated = self.probabilities([texts[i] for i in idx])

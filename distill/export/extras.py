@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.errors import BadInput, DistillError
+from distill.logs import quiet_logger, quiet_onnxruntime
 from distill.runtime import Predictor, extensions_library
 from distill.export.checks import agreement, long_texts
 
@@ -31,12 +32,12 @@ if TYPE_CHECKING:
 
 WITH_TOKENIZER = "model.with_tokenizer.onnx"
 ORT_CONFIG = "required_operators.config"
-CHECK_TEXTS = 20
+PARITY_TEXTS = 20
 
 
-def check_texts(train: "TrainRun") -> list[str]:
-    """CHECK_TEXTS texts from the validation split, the last one long enough to be truncated."""
-    texts = [r["text"] for r in train.val][: CHECK_TEXTS - 1]
+def parity_texts(train: "TrainRun") -> list[str]:
+    """PARITY_TEXTS texts from the validation split, the last one long enough to be truncated."""
+    texts = [r["text"] for r in train.val][: PARITY_TEXTS - 1]
     return texts + long_texts(texts, 1)
 
 
@@ -160,12 +161,12 @@ def tokenizer_in_graph(cfg: "ExportConfig", train: "TrainRun", out: Path, metric
     )
     onnx.checker.check_model(merged)
     onnx.save(merged, str(out / WITH_TOKENIZER))
-    diff = agreement(Predictor(out, WITH_TOKENIZER), Predictor(out, base), check_texts(train), cfg.atol, "--with-tokenizer")
+    diff = agreement(Predictor(out, WITH_TOKENIZER), Predictor(out, base), parity_texts(train), cfg.atol, "--with-tokenizer")
     metrics["with_tokenizer"] = {
         "file": WITH_TOKENIZER,
         "classifier": base,
         "size_bytes": (out / WITH_TOKENIZER).stat().st_size,
-        "texts_checked": CHECK_TEXTS,
+        "texts_checked": PARITY_TEXTS,
         "max_abs_diff_probs": diff,
     }
 
@@ -182,23 +183,17 @@ def ort_format(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[
         shutil.copy2(out / name, src / name)
     # In process rather than `python -m onnxruntime.tools.convert_onnx_models_to_ort`: the tool's package
     # imports torch, which this process has already paid for (a subprocess spent 6-9 s on it).
-    import onnxruntime as ort
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     platform = "arm" if cfg.target == "arm64" else "amd64"
     library = Path(extensions_library()) if WITH_TOKENIZER in sources else None
     log = io.StringIO()  # the tool prints its progress; keep it for the error message only
-    ort.set_default_logger_severity(3)  # its sessions warn that "Fixed" style bakes in platform optimizations
-    tool_logger = logging.getLogger("ort_format_model.utils")
-    level, tool_logger.level = tool_logger.level, logging.WARNING
+    # Its sessions warn that "Fixed" style bakes in platform optimizations; its own logger says each step.
     try:
-        with contextlib.redirect_stdout(log):
+        with quiet_onnxruntime(), quiet_logger("ort_format_model.utils", logging.WARNING), contextlib.redirect_stdout(log):
             convert_onnx_models_to_ort(src, dst, [OptimizationStyle.Fixed], library, platform)
     except Exception as e:  # the converter raises whatever onnxruntime raised
         raise DistillError(f"--ort: onnxruntime's ORT-format conversion failed: {e}") from None
-    finally:
-        tool_logger.level = level
-        ort.set_default_logger_severity(2)
     if not (dst / ORT_CONFIG).is_file():
         raise DistillError(f"--ort: the conversion wrote no {ORT_CONFIG}: {log.getvalue().strip()[-300:]}")
     shutil.move(str(dst / ORT_CONFIG), out / ORT_CONFIG)
@@ -206,7 +201,7 @@ def ort_format(cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[
     for name in sources:
         ort_name = name.removesuffix(".onnx") + ".ort"
         shutil.move(str(dst / ort_name), out / ort_name)
-        checked[ort_name] = agreement(Predictor(out, ort_name), Predictor(out, name), check_texts(train), cfg.atol, "--ort")
+        checked[ort_name] = agreement(Predictor(out, ort_name), Predictor(out, name), parity_texts(train), cfg.atol, "--ort")
     metrics["ort"] = {
         "files": {name: (out / name).stat().st_size for name in checked},
         "operator_config": ORT_CONFIG,

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from distill.errors import BadInput
+from distill.logs import quiet_logger
 from distill.export.large import needs_external
 
 # --target -> optimum's dynamic-quantization preset. avx512 means AVX-512 VNNI, today's server CPUs; avx2
@@ -66,9 +67,7 @@ def quantize(src: Path, dst: Path, target: str, recipe: str = "all") -> None:
         from onnxruntime.quantization import QuantType
 
         weight_type, reduce_range = QuantType.QInt8, True
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR  # it suggests "pre-processing", which is for static quantization
-    try:
+    with quiet_logger(None, logging.ERROR):  # it suggests "pre-processing", which is for static quantization
         quantize_dynamic(
             src, dst, nodes_to_exclude=exclude,
             op_types_to_quantize=[str(getattr(op, "value", op)) for op in preset.operators_to_quantize],
@@ -78,5 +77,3 @@ def quantize(src: Path, dst: Path, target: str, recipe: str = "all") -> None:
             extra_options={"WeightSymmetric": preset.weights_symmetric, "ActivationSymmetric": preset.activations_symmetric,
                            "DefaultTensorType": onnx.TensorProto.FLOAT},
         )  # fmt: skip
-    finally:
-        root.level = level

@@ -25,6 +25,7 @@ from distill.errors import BadInput, DistillError
 from distill.export.large import needs_external, place
 from distill.export.quantization import quantize
 from distill.export.train_run import TrainRun, load_train_run
+from distill.logs import quiet_transformers
 from distill.metrics import SCHEMA_VERSION, ExportMetrics
 from distill.runs import METRICS_JSON, finish_run, start_run, write_json
 from distill.runtime import LABELS_FILE
@@ -55,10 +56,8 @@ def check_architecture(train: TrainRun) -> None:
 def export_onnx(model_dir: Path, work: Path, opset: int | None) -> Path:
     """optimum-onnx export with dynamic batch and sequence axes; our own checks replace its validation."""
     from optimum.exporters.onnx import main_export
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    with warnings.catch_warnings():
+    with quiet_transformers(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's warnings are about constants it correctly folds
         main_export(
             str(model_dir), output=work, task="text-classification", opset=opset, do_validation=False,

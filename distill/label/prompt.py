@@ -2,7 +2,7 @@
 
 Labels are *scored*, not free-generated: we ask for one next token after a few-shot prompt and read the
 top log-probabilities. Each label is matched by the first token it would start with, so every row gets a
-probability per label. Free-text generation with a small teacher is near chance (DESIGN.md), logprob
+probability per label. Free-text generation with a small teacher is near chance (docs/facts.md), logprob
 scoring is not.
 
 The fixed part (instructions, label descriptions, examples) comes first and the text last, so that

@@ -119,6 +119,6 @@ def _student_speed(student: str) -> tuple[float, str]:
 
     known, minilm = lookup(student), lookup("minilm")
     if known is not None and known.cpu_s_per_step and minilm.cpu_s_per_step:
-        # Measured s/step relative to MiniLM's (same batch and length, one thread; DESIGN.md section 2).
+        # Measured s/step relative to MiniLM's (same batch and length, one thread; docs/facts.md).
         return MINILM_SAMPLES_PER_S * minilm.cpu_s_per_step[0] / known.cpu_s_per_step[0], f"{known.alias} student"
     return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"

@@ -3,7 +3,7 @@ the new classification head, then merge them back so model/ is a plain `...ForSe
 the export, `transformers.pipeline` and `distill predict` take as they take any other student.
 
 Why: full fine-tuning of the 0.5B decoder on CPU took 24 s/step and 9.5 GB (batch 8, 64 tokens, one thread);
-LoRA r=8 took 16 s/step and 4.8 GB (DESIGN.md section 2). Needs `peft` (pip install 'distill[students]').
+LoRA r=8 took 16 s/step and 4.8 GB (docs/facts.md). Needs `peft` (pip install 'distill[students]').
 """
 
 from __future__ import annotations

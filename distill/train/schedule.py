@@ -26,7 +26,7 @@ def derive_schedule(
 ) -> Schedule:
     """One dial (the data size) sets epochs, warm-up and eval interval; any of them can be overridden.
 
-    ~300 optimizer steps is where MiniLM stopped improving on 1,200 rows (4 epochs of batch 16, DESIGN.md), so
+    ~300 optimizer steps is where MiniLM stopped improving on 1,200 rows (4 epochs of batch 16, docs/facts.md), so
     small sets get more passes (up to 20) and large ones at least 2; early stopping cuts what is not needed.
     Warm-up is 10% of the steps (at most 500); evaluation ~10 times a run, at least once per epoch.
     """

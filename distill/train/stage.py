@@ -244,7 +244,7 @@ def end_distributed_worker() -> None:
     """End a torchrun/accelerate worker now that its outputs are written and flushed.
 
     With torch 2.13 on CPU, every gloo rank aborts at interpreter exit (exit -6, "terminate called without an
-    active exception"; DESIGN.md section 2), so torchrun would report a failure for finished work.
+    active exception"; docs/facts.md), so torchrun would report a failure for finished work.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return

@@ -59,7 +59,7 @@ class Student:
     joined_size: int | None = None  # pinned size and SHA-256 of the joined parts (zip / gguf layouts)
     joined_sha256: str | None = None
     note: str = ""
-    # Measured s/step on CPU (batch 8, 64 tokens) at 1 / 2 threads, quiet machine (DESIGN.md section 2).
+    # Measured s/step on CPU (batch 8, 64 tokens) at 1 / 2 threads, quiet machine (docs/facts.md).
     cpu_s_per_step: tuple[float, float] | None = None
     extra: dict = field(default_factory=dict)
 
@@ -265,7 +265,7 @@ def unzip_model(archive: Path, dst: Path) -> None:
 
 def gguf_to_folder(student: Student, gguf: Path, dst: Path) -> None:
     """Dequantize the GGUF into a plain transformers folder (safetensors + tokenizer) once, so that training
-    loads it in seconds instead of converting for minutes every run (DESIGN.md: 191 s, 3.8 GB)."""
+    loads it in seconds instead of converting for minutes every run (docs/facts.md: 191 s, 3.8 GB)."""
     try:
         import gguf as _  # noqa: F401  (transformers reads GGUF files through it)
         import torch

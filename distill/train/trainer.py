@@ -7,7 +7,6 @@ holds the stage itself (data, split, outputs). The pure helpers (`pick_precision
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, ProgressCallback, Trainer
 
-from distill.data import _looks_like_hub_id
+from distill.data import looks_like_hub_id
 from distill.errors import BadInput
+from distill.logs import quiet_transformers  # noqa: F401  (stage.py uses it as trainer.quiet_transformers)
 
 
 # --- the student ------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def resolve_student(name: str) -> str:
             raise BadInput(f"--student {name}: a folder, but not a model folder (no config.json). "
                            "Point at a folder saved with save_pretrained, or use --student minilm.")
         return str(path)
-    if not _looks_like_hub_id(name):
+    if not looks_like_hub_id(name):
         raise BadInput(f"--student {name}: no such folder. Pass a local model folder, a hub id, or one of "
                        f"{', '.join(students.aliases())} (`distill students`).")
     return name  # a hub id: checked when it loads
@@ -218,7 +218,7 @@ class SummaryProgress(ProgressCallback):
 
 
 def classification_metrics(y_true: list[int], y_pred: list[int], num_labels: int) -> dict[str, float]:
-    """Accuracy and macro-F1 (scikit-learn; `evaluate` ships no metric scripts offline, DESIGN.md).
+    """Accuracy and macro-F1 (scikit-learn; `evaluate` ships no metric scripts offline, docs/facts.md).
 
     A prediction outside 0..num_labels-1 (a teacher's invalid answer, -1) counts as wrong.
     """
@@ -266,14 +266,3 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-@contextlib.contextmanager
-def quiet_transformers():
-    """Keep transformers' info/warning chatter (TrainingArguments notes, tokenizer hints) off the console."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)

@@ -22,7 +22,7 @@ def test_torchrun_two_cpu_ranks_train_through_the_cli(tmp_path, tiny_bert_dir):
            "-m", "distill.cli", "train", str(run), "--student", str(tiny_bert_dir), "--out", str(out),
            "--epochs", "2", "--lr", "2e-3"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    # torch 2.13's gloo ranks abort at interpreter exit unless the worker ends itself (DESIGN.md section 2)
+    # torch 2.13's gloo ranks abort at interpreter exit unless the worker ends itself (docs/facts.md)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = read_json(out / "metrics.json")
     assert m["device"] == "cpu x2"

@@ -160,7 +160,7 @@ def test_batch_resumes_the_recorded_batch_after_a_crash(fake_openai, reviews, tm
     from distill.label.cache import AnswerCache
     from distill.label.client import Endpoint, Teacher, build_request
     from distill.label.pricing import Price
-    from distill.label.stage import resolve_task
+    from distill.label.task import resolve_task
     from distill.config import LabelConfig
 
     out = tmp_path / "run"

@@ -42,7 +42,7 @@ def test_half_precision_without_a_gpu_is_refused():
 
 
 def test_schedule_derives_from_the_data_size():
-    # DESIGN.md's reference run: 1,200 rows, batch 16 -> 4 epochs of 75 steps.
+    # docs/facts.md's reference run: 1,200 rows, batch 16 -> 4 epochs of 75 steps.
     s = derive_schedule(1200, 16)
     assert (s.steps_per_epoch, s.epochs, s.total_steps) == (75, 4.0, 300)
     assert s.warmup_steps == 30 and s.eval_steps == 50
