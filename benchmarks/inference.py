@@ -27,7 +27,7 @@ def make_train_run(out: Path, texts: list[str]) -> Path:
     """A finished train run around the bundled MiniLM with a fresh 2-label head, as `distill train` writes it."""
     import torch
 
-    from distill.train.trainer import load_student
+    from distill.train.model import load_student
     from distill.runs import finish_run, start_run
 
     torch.manual_seed(0)

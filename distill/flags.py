@@ -119,28 +119,6 @@ def stage_command(
     extra = extra or {}
 
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
-        fields = flag_fields(model)
-        params: list[inspect.Parameter] = []
-        if argument:
-            f = model.model_fields[argument]
-            arg = typer.Argument(... if argument_required else None, metavar=metavar, help=f.description)
-            params.append(inspect.Parameter(argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=arg,
-                                            annotation=str if argument_required else Optional[str]))
-        kw = inspect.Parameter.KEYWORD_ONLY
-        params += [
-            inspect.Parameter("out", kw, default=typer.Option(..., "--out", "-o", help=out_help), annotation=Path),
-            inspect.Parameter("recipe", kw, annotation=Optional[Path], default=typer.Option(
-                None, help=f"Take the settings of a recipe's {model_section(model)} section; --set and flags override.")),
-            inspect.Parameter("set_", kw, annotation=list[str], default=typer.Option(
-                [], "--set", metavar="KEY=VALUE", help="Set any setting, e.g. --set seed=1 (the value is read as YAML). Repeatable.")),
-        ]
-        params += [option(n, f) for n, f in fields.items() if n != argument]
-        for param, (flag, setting) in aliases.items():
-            kind = flag_kind(model.model_fields[setting].annotation)
-            params.append(inspect.Parameter(param, kw, annotation=Optional[kind],  # type: ignore[valid-type]
-                                            default=typer.Option(None, flag, hidden=True)))
-        params += [inspect.Parameter(p, kw, default=info, annotation=bool) for p, info in extra.items()]
-
         def command(**values: Any) -> Any:
             out, recipe, sets = values.pop("out"), values.pop("recipe"), values.pop("set_")
             extras = {p: values.pop(p) for p in extra}
@@ -156,6 +134,7 @@ def stage_command(
             cfg = build(model, stage_settings(model_section(model), recipe, sets, flags), source)
             return body(cfg, out, **extras)
 
+        params = parameters(model, argument, argument_required, metavar, out_help, aliases, extra)
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         command.__name__, command.__doc__ = body.__name__, body.__doc__
@@ -163,6 +142,33 @@ def stage_command(
         return body
 
     return decorate
+
+
+def parameters(
+    model: type[BaseModel], argument: str | None, argument_required: bool, metavar: str | None, out_help: str,
+    aliases: dict[str, tuple[str, str]], extra: dict[str, Any],
+) -> list[inspect.Parameter]:
+    """The command's signature as typer reads it: the argument, --out, --recipe, --set, one option per
+    setting, the hidden old spellings, and the extra flags."""
+    params: list[inspect.Parameter] = []
+    if argument:
+        arg = typer.Argument(... if argument_required else None, metavar=metavar, help=model.model_fields[argument].description)
+        params.append(inspect.Parameter(argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=arg,
+                                        annotation=str if argument_required else Optional[str]))
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params += [
+        inspect.Parameter("out", kw, default=typer.Option(..., "--out", "-o", help=out_help), annotation=Path),
+        inspect.Parameter("recipe", kw, annotation=Optional[Path], default=typer.Option(
+            None, help=f"Take the settings of a recipe's {model_section(model)} section; --set and flags override.")),
+        inspect.Parameter("set_", kw, annotation=list[str], default=typer.Option(
+            [], "--set", metavar="KEY=VALUE", help="Set any setting, e.g. --set seed=1 (the value is read as YAML). Repeatable.")),
+    ]
+    params += [option(n, f) for n, f in flag_fields(model).items() if n != argument]
+    for param, (flag, setting) in aliases.items():
+        kind = flag_kind(model.model_fields[setting].annotation)
+        params.append(inspect.Parameter(param, kw, annotation=Optional[kind],  # type: ignore[valid-type]
+                                        default=typer.Option(None, flag, hidden=True)))
+    return params + [inspect.Parameter(p, kw, default=info, annotation=bool) for p, info in extra.items()]
 
 
 @functools.cache

@@ -29,7 +29,7 @@ def embed(texts: Sequence[str], model: str = "minilm", batch_size: int = 64, max
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from distill.train.trainer import resolve_student
+    from distill.train.model import resolve_student
 
     source = resolve_student(model)
     tok = AutoTokenizer.from_pretrained(source)

@@ -1,9 +1,13 @@
 """The train stage: fine-tune a small student on a teacher's labels, or on any labeled file.
 
     stage.py     the stage: read the data, split it, train, score, write model/, val.jsonl and metrics
-    trainer.py   student loading, precision, the distillation loss, the Trainer subclass (imports torch)
+    data.py      a label run's labels.jsonl (or a labeled file) -> rows, and the validation split
+    model.py     the student: a name resolved and loaded with a fresh head, lower layers frozen on request
+    trainer.py   precision, the distillation loss, the Trainer subclass, its metrics, DDP helpers (imports torch)
+    students.py  students by short name (minilm, mpnet, qwen0.5b): fetched from PyPI, verified, cached
+    lora.py      LoRA adapters for big students, merged back into a plain model folder
     self_training.py  the student labels text the teacher never saw and trains again (--unlabeled)
-    card.py      the model card
+    card.py      the model card (model/README.md)
     schedule.py  epochs, steps, warm-up and evaluation interval derived from the data size (torch-free)
 
 Importing this package does not import torch: `trainer.py` is imported inside `train`.

@@ -87,6 +87,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments
 
     from distill.train import trainer as D
+    from distill.train.model import freeze_lower_layers, load_student
 
     rank, world_size = D.world()
     cuda = torch.cuda.is_available()
@@ -96,7 +97,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     # Before loading: the fresh classification head is drawn from the global RNG, so without this the
     # same command gives a different model depending on what ran earlier in the process.
     set_seed(cfg.seed)
-    model, tokenizer = D.load_student(cfg.student, data.labels, cfg.trust_remote_code)
+    model, tokenizer = load_student(cfg.student, data.labels, cfg.trust_remote_code)
     limits = [cfg.max_length, getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
     max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
 
@@ -111,7 +112,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         if resume_from is None:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
     D.barrier()
-    D.freeze_lower_layers(model, cfg.freeze_layers)
+    freeze_lower_layers(model, cfg.freeze_layers)
     if cfg.lora:
         from distill.train import lora
 

@@ -112,7 +112,7 @@ def test_metrics_count_invalid_teacher_answers_as_wrong():
 
 
 def test_freezing_keeps_embeddings_and_the_lowest_layers_as_pretrained(tiny_bert_dir):
-    from distill.train.trainer import freeze_lower_layers, load_student
+    from distill.train.model import freeze_lower_layers, load_student
 
     model, _ = load_student(str(tiny_bert_dir), ["negative", "positive"])
     freeze_lower_layers(model, 1)
