@@ -34,7 +34,7 @@ def find_label_run(path: str | Path) -> Path:
     """A label run folder, or a train run whose data is one (audit after training)."""
     p = Path(path)
     if runs.is_finished(p) and runs.read_json(p / runs.MANIFEST).get("stage") == "train":
-        data = runs.read_json(p / "config.json").get("settings", {}).get("data")
+        data = runs.read_settings(p).get("data")
         if not data or not Path(data).is_dir():
             raise BadInput(f"{p}: this train run learned from {data!r}, not from a label run; audit the label run instead")
         p = Path(data)
@@ -58,7 +58,7 @@ def audit(cfg: AuditConfig, out: Path, argv: list[str] | None = None) -> dict[st
     if not cfg.label_run:
         raise BadInput("no run to audit: pass a finished label run folder (or a train run trained on one)")
     label_run = find_label_run(cfg.label_run)
-    settings = runs.read_json(label_run / "config.json").get("settings", {})
+    settings = runs.read_settings(label_run)
     labels = list(settings.get("labels") or [])
     if len(labels) < 2:
         raise BadInput(f"{label_run}: its config.json names no label set; run `distill label` again")
