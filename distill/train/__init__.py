@@ -1,6 +1,7 @@
 """The train stage: fine-tune a small student on a teacher's labels, or on any labeled file.
 
-    stage.py     the stage: read the data, split it, train, score, write model/, val.jsonl and metrics
+    stage.py     the stage: the plan (data, split, loss, resume) made before torch is imported, then the session
+    session.py   one run with torch: the student and rows, a Trainer per round, fit, scores, model/ and val.jsonl
     data.py      a label run's labels.jsonl (or a labeled file) -> rows, and the validation split
     model.py     the student: a name resolved and loaded with a fresh head, lower layers frozen on request
     trainer.py   precision, the distillation loss, the Trainer subclass, its metrics, DDP helpers (imports torch)
@@ -10,7 +11,7 @@
     card.py      the model card (model/README.md)
     schedule.py  epochs, steps, warm-up and evaluation interval derived from the data size (torch-free)
 
-Importing this package does not import torch: `trainer.py` is imported inside `train`.
+Importing this package does not import torch: `session.py` and `trainer.py` import it when training runs.
 """
 
 from distill.train.stage import end_distributed_worker, train

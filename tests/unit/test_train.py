@@ -193,7 +193,7 @@ def test_bad_students_say_what_works(tmp_path):
 
 
 def test_the_label_runs_gold_answers_score_the_teacher_but_never_train(tmp_path):
-    from distill.train.stage import gold_metrics
+    from distill.train.session import gold_metrics
 
     run = make_label_run(tmp_path / "label", toy_rows(20))
     gold = [("a gold text it got right", "positive", "positive"), ("a gold text it got wrong", "positive", "negative"),
