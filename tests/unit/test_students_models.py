@@ -219,6 +219,7 @@ def test_a_split_gguf_decoder_installs_by_alias_and_trains(tmp_path, tiny_qwen2_
 
     from transformers import AutoTokenizer
 
+    from distill.train import registry as R
     from distill.train import students as S
 
     gguf_file = tmp_path / "tiny.gguf"
@@ -234,7 +235,7 @@ def test_a_split_gguf_decoder_installs_by_alias_and_trains(tmp_path, tiny_qwen2_
     tiny = S.Student(alias="tiny-qwen", names=(), title="tiny", parameters="?", licence="none", layout="gguf",
                      parts=tuple(parts), weights="model.safetensors", weights_size=0, weights_sha256=None,
                      joined_size=len(data), joined_sha256=hashlib.sha256(data).hexdigest(), extra=qwen.extra)  # fmt: skip
-    monkeypatch.setattr(S, "STUDENTS", (*S.STUDENTS, tiny))
+    monkeypatch.setattr(R, "STUDENTS", (*R.STUDENTS, tiny))
     monkeypatch.setattr(S, "site_dirs", lambda: [])
     monkeypatch.setenv("DISTILL_STUDENTS", str(tmp_path / "students"))
     folder = S.install("tiny-qwen", wheels=tmp_path)
