@@ -1,4 +1,4 @@
-"""The package's import graph: no module of distill/ may import (directly or through others) itself.
+"""The shape of the package: no module of distill/ may import (directly or through others) itself, none is over 400 lines.
 
 Every import counts, including those inside functions and under TYPE_CHECKING: a cycle that only works
 because one side imports late is still two modules that cannot be read or changed apart.
@@ -76,3 +76,9 @@ def test_no_import_cycle_in_distill() -> None:
 def test_a_cycle_is_found_when_there_is_one() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_over_400_lines() -> None:
+    """The code shape the project holds itself to (a module a reader can hold in their head); split by concern."""
+    long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}
