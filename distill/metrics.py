@@ -64,6 +64,29 @@ class LabelMetrics(TypedDict, total=False):
     unlabeled: int
 
 
+class AuditMetrics(TypedDict, total=False):
+    schema_version: int
+    labels: list[str]
+    label_run: str
+    rows_audited: int
+    suspects: int
+    suspect_share: float
+    proxy_agreement: float
+    human_labels: int
+    corrections_imported: int
+    folds: int
+    embedder: str
+    teacher_weight: float
+    teacher_probs: bool
+    seconds: float
+    reviewed: int  # with --review-teacher
+    review_teacher: str
+    review_changed: int
+    review_agrees_with_proxy: int
+    review_teacher_calls: int
+    review_cost_usd: float
+
+
 class TrainMetrics(TypedDict, total=False):
     schema_version: int
     labels: list[str]

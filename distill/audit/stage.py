@@ -26,6 +26,7 @@ from distill.audit.confident import combine, rank_suspects
 from distill.audit.corrections import HUMAN, apply_human_labels, import_corrections
 from distill.config import AuditConfig
 from distill.errors import BadInput
+from distill.metrics import SCHEMA_VERSION, AuditMetrics
 
 SUSPECT_FIELDS = ("rank", "row", "text", "teacher_label", "teacher_prob", "proxy_label", "proxy_prob", "score")
 
@@ -102,8 +103,8 @@ def audit(cfg: AuditConfig, out: Path, argv: list[str] | None = None) -> dict[st
             "teacher_prob": None if teacher is None or np.isnan(teacher[i, given[i]]) else round(float(teacher[i, given[i]]), 4),
             "proxy_label": labels[p], "proxy_prob": round(float(proxy[i, p]), 4), "score": round(float(scored["score"][i]), 4),
         })
-    metrics: dict[str, Any] = {
-        "rows_audited": len(rows), "suspects": len(suspects), "suspect_share": round(len(suspects) / len(rows), 4),
+    metrics: AuditMetrics = {
+        "schema_version": SCHEMA_VERSION, "rows_audited": len(rows), "suspects": len(suspects), "suspect_share": round(len(suspects) / len(rows), 4),
         "proxy_agreement": round(float((proxy.argmax(1) == given).mean()), 4),
         "human_labels": humans, "corrections_imported": imported, "labels": labels,
         "folds": cfg.folds, "embedder": cfg.embedder, "teacher_weight": cfg.teacher_weight if teacher is not None else 0.0,

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from distill.audit.confident import combine, label_issues, precision_at, rank_suspects, thresholds
 from distill.cli import app
 from tests.helpers import toy_rows
+from distill.metrics import SCHEMA_VERSION, AuditMetrics, unknown_keys
+from distill.runs import read_jsonl
 from tests.fake_openai import FakeOpenAI
 
 runner = CliRunner()
@@ -24,10 +26,6 @@ runner = CliRunner()
 
 def cli(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 # --- confident learning, by hand ---------------------------------------------------------------------
@@ -103,6 +101,7 @@ def test_audit_ranks_the_flipped_labels_on_top(flipped_run, tmp_path):
     assert sum(t in flipped for t in top) >= 0.8 * len(flipped), (len(suspects), sum(t in flipped for t in top))
     m = json.loads((out / "metrics.json").read_text())
     assert m["suspects"] == len(suspects) and m["rows_audited"] == len(rows)
+    assert m["schema_version"] == SCHEMA_VERSION and unknown_keys(m, AuditMetrics) == []
     assert (out / "manifest.json").is_file()
     with open(out / "suspects.csv", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
