@@ -7,6 +7,7 @@ Errors from the DistillError family become one line on stderr and exit code 2 (b
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -14,6 +15,7 @@ import typer
 
 from distill.config import AuditConfig, ExportConfig, LabelConfig, TrainConfig
 from distill.errors import DistillError
+from distill.secrets import redact
 
 app = typer.Typer(
     add_completion=False,
@@ -36,14 +38,23 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except DistillError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {redact(str(e))}", fg=typer.colors.RED, err=True)
             raise typer.Exit(e.exit_code) from None
-        except OSError as e:  # a read-only --out, a full disk: say which file, no traceback
-            typer.secho(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), fg=typer.colors.RED, err=True)
+        except OSError as e:  # a full disk, a file that vanished: say which file, no traceback
+            typer.secho(redact(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("interrupted: work done so far is kept; run the same command again to resume.", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:  # a bug: still one line, with a way to get the details
+            if os.environ.get("DISTILL_DEBUG"):
+                raise
+            typer.secho(redact(f"error: unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}. This is a bug in "
+                               "distill; run again with DISTILL_DEBUG=1 for the traceback and report it."),
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -52,7 +63,12 @@ def stage_command(name: str, model: type, **kwargs: Any) -> Callable[[Callable[.
     """A stage command whose flags are its config's settings (distill/flags.py)."""
     from distill.flags import stage_command as derive
 
+    # Every stage may replace the run in its --out, and only when told (distill/runs.py: claim).
+    kwargs["extra"] = {"overwrite": OVERWRITE, **kwargs.get("extra", {})}
     return derive(app, name, model, wrap=handle_errors, **kwargs)
+
+
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a finished run of another stage, or one with other settings, in --out.")
 
 
 # --- label -------------------------------------------------------------------------------------------
@@ -63,11 +79,11 @@ def stage_command(name: str, model: type, **kwargs: Any) -> Callable[[Callable[.
     out_help="Run folder to write (labels.jsonl, metrics.json, ...).",
     aliases={"examples": ("--examples", "examples_file"), "poll_seconds": ("--poll-seconds", "batch_poll_seconds")},
 )
-def label_command(cfg: LabelConfig, out: Path) -> None:
+def label_command(cfg: LabelConfig, out: Path, overwrite: bool = False) -> None:
     """Label texts with a teacher LLM (scored by logprobs, cached, resumable)."""
     from distill.label import label
 
-    result = label(cfg, out)
+    result = label(cfg, out, overwrite=overwrite)
     if cfg.dry_run:
         for k, v in result.items():
             typer.echo(f"{k:>22}: {v}")
@@ -90,6 +106,13 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
     if "teacher_gold_accuracy" in m:
         typer.echo(f"teacher on {m['teacher_gold_rows']} gold texts: accuracy {pct(m['teacher_gold_accuracy'])}, "
                    f"macro-F1 {pct(m['teacher_gold_macro_f1'])}")
+    if m.get("mode_note"):
+        typer.secho(f"WARNING: {m['mode_note']}", fg=typer.colors.YELLOW, bold=True)
+    if m.get("skipped_rows"):
+        why = ", ".join(f"{n} {reason}" for reason, n in m["skipped_rows"].items())
+        typer.echo(f"rows without a usable text, not sent (label null in labels.jsonl): {why}")
+    if m.get("hard_labels"):
+        typer.echo(f"hard labels: {m['hard_labels']} replies had no logprobs but were exactly a label (no probabilities)")
     if m["invalid"] or m["errors"] or m["skipped"] or m["truncated"]:
         typer.echo(
             f"invalid answers: {m['invalid']} (kept raw), rows whose request failed: {m['errors']}, "
@@ -115,13 +138,18 @@ def print_label_summary(m: dict[str, Any], out: Path) -> None:
     out_help="Run folder to write (model/, metrics.json, val.jsonl).",
     aliases={"patience": ("--patience", "early_stopping_patience"), "lr": ("--lr", "learning_rate")},
 )
-def train_command(cfg: TrainConfig, out: Path) -> None:
+def train_command(cfg: TrainConfig, out: Path, overwrite: bool = False) -> None:
     """Fine-tune a small student on a teacher's labels (or any labeled file)."""
     import os
 
     from distill.train import end_distributed_worker, train
 
-    m = train(cfg, out)
+    try:
+        m = train(cfg, out, overwrite=overwrite)
+    except KeyboardInterrupt:  # without --resume, train starts over and deletes the checkpoints
+        typer.secho(f"interrupted: checkpoints so far are kept in {out}/checkpoints; add --resume to the same command "
+                    "to continue from the last one (without it, training starts over).", err=True)
+        raise typer.Exit(130) from None
     if int(os.environ.get("RANK", "0")) == 0:
         gold_line = f", gold accuracy {m['gold_accuracy']:.3f}" if "gold_accuracy" in m else ""
         typer.echo(
@@ -138,11 +166,11 @@ def train_command(cfg: TrainConfig, out: Path) -> None:
     "audit", AuditConfig, source="audit settings", argument="label_run", metavar="LABEL_RUN",
     out_help="Run folder to write (suspects.jsonl, suspects.csv, metrics.json).",
 )
-def audit_command(cfg: AuditConfig, out: Path) -> None:
+def audit_command(cfg: AuditConfig, out: Path, overwrite: bool = False) -> None:
     """Find the teacher labels that are probably wrong (confident learning on an out-of-fold proxy)."""
     from distill.audit.stage import audit
 
-    m = audit(cfg, out)
+    m = audit(cfg, out, overwrite=overwrite)
     typer.echo(f"{m['suspects']} suspects among {m['rows_audited']} labeled texts ({m['suspect_share']:.1%}); "
                f"the proxy agrees with the teacher on {m['proxy_agreement']:.1%}")
     if "reviewed" in m:
@@ -160,11 +188,11 @@ def audit_command(cfg: AuditConfig, out: Path) -> None:
     out_help="Export run folder to write.",
     extra={"onnx": typer.Option(True, "--onnx", help="Export to ONNX (the only format for now).")},
 )
-def export_command(cfg: ExportConfig, out: Path, onnx: bool = True) -> None:
+def export_command(cfg: ExportConfig, out: Path, onnx: bool = True, overwrite: bool = False) -> None:
     """Export a trained student to ONNX, quantize it, verify it (parity, accuracy, speed) and describe it."""
     from distill.export import export
 
-    m = export(cfg, out)
+    m = export(cfg, out, overwrite=overwrite)
     from distill.formatting import pct
     from distill.metrics import engine_rows
 
@@ -221,6 +249,7 @@ def run_command(
     recipe: Path = typer.Argument(..., metavar="RECIPE", help="A YAML recipe with label / train / export sections, e.g. pipelines/restaurant-reviews.yaml."),
     set_: list[str] = typer.Option([], "--set", metavar="STAGE.KEY=VALUE", help="Override a recipe setting: --set train.epochs=3 (the value is read as YAML). Repeatable."),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would run or be skipped, and how long it should take; run nothing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace stage folders that hold runs this recipe did not write."),
 ) -> None:
     """Label -> train -> export from one recipe into artifacts/<name>/, skipping stages already done with the same settings."""
     from distill.run.chain import describe_plan, load_recipe, plan, run_pipeline
@@ -230,7 +259,7 @@ def run_command(
         for line in describe_plan(cfg, plan(cfg)):
             typer.echo(line)
         return
-    run_pipeline(cfg, say=typer.echo)
+    run_pipeline(cfg, say=typer.echo, overwrite=overwrite)
 
 
 @app.command("report")

@@ -87,6 +87,8 @@ class LabelConfig(_Config):
     """How often to poll a batch, in seconds."""
     cache: str | None = None
     """Answer cache (SQLite) path (default: $DISTILL_CACHE, else ~/.cache/distill/teacher.sqlite)."""
+    reuse_answers_from: str | None = None
+    """Use cached answers given at this base URL (the same model, moved); answers are otherwise keyed by model name and URL."""
     threads: int | None = None
     """CPU threads for the embedded teacher (default: all cores)."""
     corrections: str | None = None
@@ -323,7 +325,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise BadInput(f"{p}: no such recipe file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        from distill.textfile import read_utf8
+
+        data = yaml.safe_load(read_utf8(p))
     except yaml.YAMLError as e:
         raise BadInput(f"{p}: not valid YAML ({e})") from None
     if not isinstance(data, dict):

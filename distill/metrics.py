@@ -28,6 +28,10 @@ class LabelMetrics(TypedDict, total=False):
     invalid: int
     errors: int  # rows left without an answer because their request failed
     skipped: int  # rows never asked: the --max-cost cap was reached
+    no_text: int  # rows without a usable text (missing, null, not a string, empty): never sent
+    skipped_rows: dict[str, int]  # those rows per reason
+    hard_labels: int  # replies without logprobs that were exactly a label: a label without probabilities
+    invalid_answers_seen: int  # well-formed answers that were not a label, asked again (`invalid`: rows left so)
     truncated: int
     cached: int
     teacher_calls: int
@@ -40,6 +44,7 @@ class LabelMetrics(TypedDict, total=False):
     price_source: str
     stopped_by_budget: bool
     mode: str  # "logprobs" or "json"
+    mode_note: str | None  # why the run is in JSON mode (several probes agreed the server gives no logprobs)
     probs_available: bool
     calibration: str
     calibrated: bool

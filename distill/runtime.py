@@ -174,12 +174,16 @@ class Predictor:
 
 
 def read_texts(path: str | Path) -> list[str]:
-    """Texts from a .txt (one per line, blank lines skipped), .jsonl ({"text": ...}) or .csv (a `text` column)."""
+    """Texts from a .txt (one per line, blank lines skipped), .jsonl ({"text": ...}) or .csv/.tsv (a `text` column)."""
+    from distill.textfile import read_utf8
+
     p = Path(path)
     if not p.is_file():
-        raise BadInput(f"{p}: no such file; pass a .txt, .jsonl or .csv file of texts")
+        raise BadInput(f"{p}: no such file; pass a .txt, .jsonl, .csv or .tsv file of texts")
     suffix = p.suffix.lower()
-    raw = p.read_text(encoding="utf-8-sig")
+    if suffix not in (".txt", ".jsonl", ".csv", ".tsv"):
+        raise BadInput(f"{p}: unsupported file type {suffix!r}; use .txt, .jsonl, .csv or .tsv")
+    raw = read_utf8(p)
     if suffix == ".txt":
         return [ln for ln in raw.splitlines() if ln.strip()]
     if suffix == ".jsonl":
@@ -195,9 +199,20 @@ def read_texts(path: str | Path) -> list[str]:
                 raise BadInput(f"{p}:{n}: each line must be an object with a \"text\" field")
             texts.append(row["text"])
         return texts
-    if suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(raw, newline="")))
-        if rows and "text" not in rows[0]:
-            raise BadInput(f"{p}: no `text` column (columns: {list(rows[0])})")
-        return [r["text"] for r in rows]
-    raise BadInput(f"{p}: unsupported file type {suffix!r}; use .txt, .jsonl or .csv")
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    header = next(reader, None)
+    if not header:
+        raise BadInput(f"{p}: empty file; it needs a header row with a `text` column")
+    if "text" not in header:
+        raise BadInput(f"{p}: no `text` column (columns: {header}); name the column that holds the texts `text`")
+    col, texts = header.index("text"), []
+    for fields in reader:
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise BadInput(
+                f"{p}:{reader.line_num}: {len(fields)} fields but the header has {len(header)}; "
+                "quote texts that contain the delimiter"
+            )
+        texts.append(fields[col])
+    return texts

@@ -2,6 +2,10 @@
 produce on demand (429 with Retry-After, 500, a hang past the timeout, malformed JSON, no logprobs) and
 for the labeling benchmark (a fixed delay per request).
 
+Faults: `fail` queues them per text; `fault_rate` draws them at random (seeded) from `faults`:
+"429" (with Retry-After), "500", "hang" (past the timeout), "reset" (connection dropped), "malformed" (a
+body that does not parse), "junk" (well-formed, no label), "nolp" (no logprobs, the text is the label).
+
 The "teacher" it plays is simple and deterministic: a text with a word from NEGATIVE is negative, any
 other text positive; with several labels, the first label word found in the text wins.
 
@@ -34,6 +38,9 @@ class FakeOpenAI:
         labels: tuple[str, ...] = ("positive", "negative"),
         hang_seconds: float = 5.0,
         batch_polls: int = 1,  # how many retrieves a batch stays "in_progress"
+        fault_rate: float = 0.0,  # share of labeling requests that get a random fault from `faults`
+        faults: tuple[str, ...] = ("malformed", "429", "500", "reset", "hang", "junk"),
+        seed: int = 0,
     ):
         self.delay = delay
         self.logprobs = logprobs
@@ -41,6 +48,10 @@ class FakeOpenAI:
         self.labels = labels
         self.hang_seconds = hang_seconds
         self.batch_polls = batch_polls
+        self.fault_rate = fault_rate
+        self.faults = faults
+        self.rng = __import__("random").Random(seed)
+        self.answered: list[str] = []  # texts of labeling requests answered with a good (200, well-formed) reply
         self.fail: dict[str, list[str]] = {}  # substring -> queue of faults for requests whose text has it
         self.flip: set[str] = set()  # texts the teacher gets wrong on purpose (the audit must find them)
         self.requests: list[dict[str, Any]] = []
@@ -177,6 +188,8 @@ class FakeOpenAI:
                         if needle in text and queue:
                             fault = queue.pop(0)
                             break
+                    if fault is None and fake.fault_rate and fake.rng.random() < fake.fault_rate:
+                        fault = fake.rng.choice(fake.faults)
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fault == "429":
@@ -191,6 +204,21 @@ class FakeOpenAI:
                     return self._send(500, {"error": {"message": "late"}})
                 if fault == "malformed":
                     return self._send(200, None, raw=b'{"choices": [ {"text": "positi')
+                if fault == "reset":  # the connection drops without a reply
+                    self.close_connection = True
+                    import socket
+
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "nolp":  # a well-formed reply without logprobs whose text is the label
+                    answer = fake.answer(path, body)
+                    answer["choices"][0]["logprobs"] = None
+                    label = fake.true_label(text)
+                    if "message" in answer["choices"][0]:
+                        answer["choices"][0]["message"]["content"] = label
+                    else:
+                        answer["choices"][0]["text"] = label
+                    return self._send(200, answer)
                 if fault == "junk":
                     answer = fake.answer(path, body)
                     answer["choices"][0]["logprobs"] = {"content": [{"token": " I", "logprob": -0.1,
@@ -199,6 +227,7 @@ class FakeOpenAI:
                     return self._send(200, answer)
                 with fake.lock:
                     fake.texts.append(text)
+                    fake.answered.append(text)
                 self._send(200, fake.answer(path, body))
 
         return Handler

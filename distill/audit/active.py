@@ -158,7 +158,7 @@ async def choose_rows(cfg: Any, task: P.Task, rows: list[str], n_gold: int, requ
                       answers: dict[str, dict], teacher: Any, out: Path, ask: Callable[[list], Awaitable[None]]):
     """The label stage's hook: (the requests still wanted, their answers so far, how many came from the cache
     before this run, the rounds' summary). Answers cached earlier for rows not chosen are not used."""
-    pool = list(dict.fromkeys(rows[: len(rows) - n_gold]))
+    pool = list(dict.fromkeys(r for r in rows[: len(rows) - n_gold] if r is not None))  # None: no usable text
     rounds = await ask_in_rounds(cfg, task, pool, requests, keys, teacher, out, ask)
     wanted = {t: requests[t] for t in [*rounds["selected"], *rows[len(rows) - n_gold :]]}
     chosen = teacher.cache.get_many(keys[t] for t in wanted)
@@ -184,7 +184,7 @@ def mark_unlabeled(records: list[dict[str, Any]], selected: set[str], asked: lis
     """Rows whose text was never chosen become source "unlabeled" (kept for self-training); returns how many."""
     n = 0
     for rec, text in zip(records, asked):
-        if text not in selected:
+        if text is not None and text not in selected:  # None: a row without a usable text (no_text)
             rec.update(label=None, probs=None, confidence=None, source="unlabeled", raw=None)
             n += 1
     return n

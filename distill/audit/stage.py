@@ -54,17 +54,23 @@ def read_records(label_run: Path) -> list[dict[str, Any]]:
     return runs.read_jsonl(label_run / runs.LABELS_JSONL)
 
 
-def audit(cfg: AuditConfig, out: Path, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the audit into `out`; returns its metrics."""
+def audit(cfg: AuditConfig, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Run the audit into `out` (checked and held for the run: runs.claim); returns its metrics."""
     if not cfg.label_run:
         raise BadInput("no run to audit: pass a finished label run folder (or a train run trained on one)")
     label_run = find_label_run(cfg.label_run)
+    settings = {**cfg.resolved(), "label_run": str(label_run)}
+    with runs.claim(Path(out), "audit", settings, overwrite, reads=[label_run, cfg.label_run]) as owned:
+        return _audit(cfg, Path(out), argv, label_run, owned.replace)
+
+
+def _audit(cfg: AuditConfig, out: Path, argv: list[str] | None, label_run: Path, replace: bool) -> dict[str, Any]:
     settings = runs.read_settings(label_run)
     labels = list(settings.get("labels") or [])
     if len(labels) < 2:
         raise BadInput(f"{label_run}: its config.json names no label set; run `distill label` again")
     out = Path(out)
-    runs.start_run(out, "audit", {**cfg.resolved(), "label_run": str(label_run)}, argv)
+    runs.start_run(out, "audit", {**cfg.resolved(), "label_run": str(label_run)}, argv, replace=replace)
     started = time.perf_counter()
     store = cache_path(cfg, settings)
     imported = import_corrections(cfg.corrections, labels, store) if cfg.corrections else 0
@@ -125,8 +131,7 @@ def review(cfg: AuditConfig, label_settings: dict[str, Any], suspects: list[dict
     from distill.label import label
 
     folder = out / "review"
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = folder / "suspects-input.jsonl"
+    inputs = out / "review-input.jsonl"  # beside the review's run folder: label writes only into a folder it owns
     runs.write_jsonl(inputs, [{"text": s["text"]} for s in suspects])
     keep = {k: v for k, v in label_settings.items() if k in LabelConfig.model_fields}
     keep.update(input=str(inputs), text_column="text", gold=None, max_rows=None, dry_run=False, batch=False,

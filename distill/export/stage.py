@@ -178,7 +178,15 @@ def step(what: str, key: str, seconds: dict[str, float]) -> Iterator[None]:
     seconds[key] = round(time.perf_counter() - t, 2)
 
 
-def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
+def export(cfg: ExportConfig, out: Path, overwrite: bool = False) -> dict[str, Any]:
+    """Export into `out`, which is checked and held (runs.claim) for the whole run."""
+    from distill.runs import claim
+
+    with claim(Path(out), "export", cfg.resolved(), overwrite, reads=[cfg.model]) as owned:
+        return _export(cfg, Path(out), owned.replace)
+
+
+def _export(cfg: ExportConfig, out: Path, replace: bool) -> dict[str, Any]:
     """Export, verify and describe; returns metrics. Raises ParityError / DistillError when a check fails."""
     from distill.export import checks, extras
     from distill.export.card import card
@@ -186,7 +194,7 @@ def export(cfg: ExportConfig, out: Path) -> dict[str, Any]:
     train = load_train_run(cfg.model, cfg.max_length)
     check_architecture(train)
     settings = cfg.resolved()
-    out = start_run(Path(out), "export", settings)
+    out = start_run(Path(out), "export", settings, replace=replace)
     # A folder exported before with other options must not keep its old models (an .ort of another int8).
     for stale in [*out.glob("model*.onnx"), *out.glob("model*.onnx.data"), *out.glob("model*.ort"),
                   out / "required_operators.config", out / LABELS_FILE]:

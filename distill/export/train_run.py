@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.errors import BadInput
 from distill.runs import MODEL_DIR, VAL_JSONL, read_json, read_jsonl, read_metrics, read_settings, require_finished
+from distill.textfile import check_safetensors
 
 
 @dataclass
@@ -32,6 +33,8 @@ def load_train_run(path: str | Path | None, max_length: int | None = None) -> Tr
     model_dir = run / MODEL_DIR
     if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
         raise BadInput(f"{model_dir}: no finished model (config.json + *.safetensors); run `distill train` again")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        check_safetensors(weights)
     if not (model_dir / "tokenizer.json").is_file():
         raise BadInput(f"{model_dir}: no tokenizer.json; the export needs a fast (tokenizers) tokenizer")
     mc = read_json(model_dir / "config.json")

@@ -14,7 +14,8 @@ from typing import Any
 
 from distill import runs
 from distill.errors import DistillError
-from distill.label.client import Teacher, answer_from_response, is_json_request, redact_url
+from distill.label.client import Teacher, answer_from_response, is_json_request
+from distill.secrets import redact_url
 
 FINAL = {"completed", "failed", "expired", "cancelled"}
 

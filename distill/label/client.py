@@ -11,9 +11,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from distill.errors import BadInput, DistillError, TeacherUnavailable
+from distill.errors import BadInput, TeacherUnavailable
 from distill.label import prompt as P
-from distill.label.cache import AnswerCache, request_key
+from distill.secrets import redact, redact_url
+from distill.label.cache import INVALID_ATTEMPTS_CAP, AnswerCache, request_key
 from distill.label.pricing import Price, estimate_tokens
 
 # How many alternatives to ask for at the next token. 20 is OpenAI's chat maximum; llama.cpp and vLLM
@@ -22,6 +23,11 @@ from distill.label.pricing import Price, estimate_tokens
 # too few to find every label.
 TOP_K = {"completions": 20, "chat": 20}
 JSON_MAX_TOKENS = 16
+# The mode probe: up to PROBES content-free requests; constrained JSON output only when this many
+# well-formed replies agree that the server gives no logprobs (a single odd reply decides nothing).
+PROBES = 3
+NO_LOGPROBS_AGREE = 2
+MALFORMED_RETRIES = 2  # a body that does not parse is asked again at once, this many times
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Tally:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped_by_budget: bool = False
+    invalid_answers: int = 0  # well-formed answers that could not be read as a label (kept apart, asked again)
     last_error: str | None = None
     failed_keys: set[str] = field(default_factory=set)
 
@@ -95,7 +102,14 @@ class Tally:
 class Teacher:
     """One endpoint, one cache, one budget."""
 
-    def __init__(self, endpoint: Endpoint, cache: AnswerCache, price: Price, max_cost: float | None = None):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        cache: AnswerCache,
+        price: Price,
+        max_cost: float | None = None,
+        valid: Callable[[dict[str, Any]], bool] | None = None,
+    ):
         from openai import AsyncOpenAI
 
         self.endpoint = endpoint
@@ -103,6 +117,8 @@ class Teacher:
         self.price = price
         self.max_cost = max_cost
         self.tally = Tally()
+        self.valid = valid  # whether an answer can be read as a label (label.py knows the labels)
+        self.mode_note: str | None = None  # set when the probes chose constrained JSON output
         # Estimated vs actual cost of answered requests: the budget check scales its estimate by the
         # observed ratio, so a tokenizer that counts more than ~4 chars/token cannot overshoot the cap.
         self._estimated = self._actual = 0.0
@@ -116,7 +132,7 @@ class Teacher:
     def scrub(self, text: str) -> str:
         """Error text goes to metrics.json and the terminal: never let the API key ride along."""
         key = self.endpoint.api_key
-        return text.replace(key, "***") if key and len(key) > 3 else text
+        return redact(text.replace(key, "***") if key and len(key) > 3 else text)
 
     def key(self, request: dict[str, Any]) -> str:
         return request_key(self.endpoint.teacher_id, {"kind": self.endpoint.kind, "v": P.TEMPLATE_VERSION, **request})
@@ -144,66 +160,115 @@ class Teacher:
         self._estimated += self.estimate_cost(request, raw=True)
         self._actual += cost
 
-    async def preflight(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request before the run (the calibration input): fail fast and clearly when it can't work."""
+    def _over_budget(self, request: dict[str, Any], reserved: float = 0.0) -> bool:
+        return self.max_cost is not None and self.tally.cost_usd + reserved + self.estimate_cost(request) > self.max_cost
+
+    async def preflight(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+        """Probe the teacher before the run (the calibration input): fail fast and clearly when it can't
+        work, and decide the scoring mode. Returns (the probe's answer with logprobs or None, json_mode).
+
+        A transient fault (a malformed body, a 5xx or a timeout after the client's retries) never decides
+        the mode: only well-formed replies count, and constrained JSON output is chosen only when
+        NO_LOGPROBS_AGREE of them agree that the server returns no logprobs. Only an answer with logprobs
+        is cached.
+        """
         import openai
 
         key = self.key(request)
         cached = self.cache.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and cached.get("top"):
+            return cached, False
         url = redact_url(self.endpoint.base_url)
-        try:
-            answer = await self._call(request)
-        except openai.AuthenticationError:
-            raise TeacherUnavailable(f"the teacher at {url} rejected the API key; check OPENAI_API_KEY") from None
-        except openai.NotFoundError as e:
-            raise BadInput(
-                f"the teacher at {url} does not serve model {self.endpoint.model!r} on the "
-                f"{self.endpoint.kind} endpoint ({self.scrub(_short(e))}); check --teacher, or --endpoint chat|completions"
-            ) from None
-        except (openai.APIConnectionError, openai.APITimeoutError):
-            raise TeacherUnavailable(
-                f"cannot reach the teacher at {url}; start the server or fix --base-url / OPENAI_BASE_URL"
-            ) from None
-        except openai.BadRequestError as e:
-            raise BadInput(f"the teacher at {url} refused the request: {self.scrub(_short(e))}") from None
-        except openai.APIError as e:
-            raise DistillError(f"the teacher at {url} failed after {self.endpoint.max_retries} retries: {self.scrub(_short(e))}") from None
-        self._account(answer, request)
-        self.cache.put(key, answer)
-        return answer
+        without, faults = 0, []
+        for _ in range(PROBES):
+            if self._over_budget(request):
+                raise BadInput(
+                    f"--max-cost {self.max_cost:g} does not cover even the first request (~${self.estimate_cost(request):.6f}); "
+                    "raise it"
+                )
+            try:
+                answer = await self._call(request)
+            except openai.AuthenticationError:
+                raise TeacherUnavailable(f"the teacher at {url} rejected the API key; check OPENAI_API_KEY") from None
+            except openai.NotFoundError as e:
+                raise BadInput(
+                    f"the teacher at {url} does not serve model {self.endpoint.model!r} on the "
+                    f"{self.endpoint.kind} endpoint ({self.scrub(_short(e))}); check --teacher, or --endpoint chat|completions"
+                ) from None
+            except (openai.APIConnectionError, openai.APITimeoutError):
+                raise TeacherUnavailable(
+                    f"cannot reach the teacher at {url}; start the server or fix --base-url / OPENAI_BASE_URL"
+                ) from None
+            except openai.BadRequestError as e:
+                raise BadInput(f"the teacher at {url} refused the request: {self.scrub(_short(e))}") from None
+            except (openai.APIError, ValueError) as e:  # 5xx after retries, a malformed body: try again
+                faults.append(f"{type(e).__name__}: {self.scrub(_short(e))}")
+                continue
+            self._account(answer, request)
+            if answer.get("top"):
+                self.cache.put(key, answer)
+                return answer, False
+            without += 1
+            if without >= NO_LOGPROBS_AGREE:
+                self.mode_note = (
+                    f"the teacher at {url} returned no log-probabilities on {without} of {without + len(faults)} "
+                    "probes: labels come from constrained JSON output, with no probabilities (no soft labels, no calibration)"
+                )
+                return None, True
+        raise TeacherUnavailable(
+            f"the teacher at {url} gave no usable answer to {PROBES} probes (last: {faults[-1] if faults else 'no logprobs'}); "
+            "check the server, then run again"
+        )
 
     async def ask_all(
         self, jobs: list[tuple[str, dict[str, Any]]], concurrency: int, on_answer: Callable[[str], None]
     ) -> None:
-        """Ask every (key, request); store each answer as it arrives; stop launching at the budget."""
+        """Ask every (key, request); store each answer as it arrives; stop launching at the budget.
+
+        A malformed body is asked again at once (up to MALFORMED_RETRIES times, on top of the client's own
+        retries of 429/5xx/timeouts); a well-formed answer that `valid` rejects is kept apart in the cache
+        (for inspection, asked again on later runs up to the cache's cap) and asked once more now.
+        """
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         for job in jobs:
             queue.put_nowait(job)
         reserved = 0.0  # estimated cost of requests in flight
 
-        async def worker() -> None:
+        async def ask(key: str, request: dict[str, Any]) -> None:
             nonlocal reserved
-            while not queue.empty() and not self.tally.stopped_by_budget:
-                key, request = queue.get_nowait()
-                estimate = self.estimate_cost(request)
-                if self.max_cost is not None and self.tally.cost_usd + reserved + estimate > self.max_cost:
+            malformed = invalid = 0
+            while True:
+                if self._over_budget(request, reserved):
                     self.tally.stopped_by_budget = True
                     return
+                estimate = self.estimate_cost(request)
                 reserved += estimate
                 try:
                     answer = await self._call(request)
                 except Exception as e:  # after the client's own retries: count it, keep going
+                    if _is_malformed(e) and malformed < MALFORMED_RETRIES:
+                        malformed += 1
+                        continue
                     self.tally.errors += 1
                     self.tally.failed_keys.add(key)
                     self.tally.last_error = f"{type(e).__name__}: {self.scrub(_short(e))}"
-                    on_answer(key)
-                    continue
+                    return
                 finally:
                     reserved -= estimate
                 self._account(answer, request)
-                self.cache.put(key, answer)
+                if self.valid is None or self.valid(answer):
+                    self.cache.put(key, answer)
+                    return
+                self.tally.invalid_answers += 1
+                attempts = self.cache.put_invalid(key, answer)
+                if invalid >= 1 or attempts >= INVALID_ATTEMPTS_CAP:
+                    return
+                invalid += 1
+
+        async def worker() -> None:
+            while not queue.empty() and not self.tally.stopped_by_budget:
+                key, request = queue.get_nowait()
+                await ask(key, request)
                 on_answer(key)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(jobs))))))
@@ -227,17 +292,11 @@ def estimate_request_tokens(request: dict[str, Any]) -> tuple[int, int]:
     return prompt, int(request.get("max_tokens") or 1)
 
 
-def redact_url(url: str | None) -> str | None:
-    """A base URL fit for files and logs: no user:password@ and no query string (keys hide there)."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
+def _is_malformed(e: BaseException) -> bool:
+    """A reply that arrived but does not parse (the client's retries never see these)."""
+    import openai
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return isinstance(e, (ValueError, openai.APIResponseValidationError))
 
 
 def _short(e: BaseException) -> str:

@@ -56,6 +56,13 @@ def check_labels(labels: Sequence[str]) -> None:
         if key in seen:
             raise BadInput(f"duplicate label {lab!r}; each label must appear once")
         seen.add(key)
+        clash = [o for o in labels if o != lab and o.lower().startswith(key)]
+        if clash and key:
+            raise BadInput(
+                f"labels {lab!r} and {clash[0]!r}: one starts the other, and the teacher is scored on the first "
+                f"token of its answer, so the two cannot be told apart; rename one so that neither starts the other "
+                f"(e.g. {lab!r} -> a different word)"
+            )
         if not lab or any(c.isspace() for c in lab):
             fixed = "_".join(lab.split())
             raise BadInput(
@@ -135,7 +142,7 @@ def _one_line(text: str) -> str:
 class Parsed:
     label: str | None
     probs: dict[str, float] | None
-    source: str  # "logprobs" | "json" | "invalid"
+    source: str  # "logprobs" | "json" | "text" (a hard label: a reply without logprobs that is exactly a label) | "invalid"
 
 
 def top_logprobs(choice: dict[str, Any]) -> list[tuple[str, float]] | None:
@@ -238,7 +245,10 @@ def parse_answer(answer: dict[str, Any], labels: Sequence[str], baseline: dict[s
     tops = answer.get("top")
     probs = probs_from_logprobs([(t, lp) for t, lp in tops], labels) if tops else None
     if probs is None:
-        return Parsed(None, None, "invalid")
+        # A reply without logprobs whose text is exactly a label is that label, with no probabilities.
+        text = (answer.get("text") or "").strip().strip('"').lower()
+        exact = [lab for lab in labels if lab.lower() == text] if not tops else []
+        return Parsed(exact[0], None, "text") if exact else Parsed(None, None, "invalid")
     probs = calibrate(probs, baseline)
     label = max(probs, key=probs.__getitem__)
     return Parsed(label, probs, "logprobs")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections import Counter
@@ -20,15 +19,14 @@ from typing import Any, Iterator
 
 from distill import runs
 from distill.config import LabelConfig
-from distill.data import load_texts, read_gold
+from distill.data import load_texts_and_skips, read_gold
 from distill.errors import BadInput, TeacherUnavailable
-from distill.formatting import pct
+from distill.label import outputs as O
 from distill.label import prompt as P
-from distill.label.cache import AnswerCache, default_cache_path
+from distill.label.cache import INVALID_ATTEMPTS_CAP, AnswerCache, default_cache_path
 from distill.label.client import Endpoint, Teacher, build_request, estimate_request_tokens, redact_url
 from distill.label.pricing import price_for
 from distill.label.task import resolve_task
-from distill.metrics import SCHEMA_VERSION, LabelMetrics
 
 OPENAI_URL = "https://api.openai.com/v1"
 # The embedded server queues requests behind its slots on a CPU that may be shared, so a request can
@@ -99,20 +97,34 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
             )
         api_key = "not-needed"  # vLLM, Ollama and llama.cpp accept anything unless configured otherwise
     timeout = cfg.timeout or DEFAULT_TIMEOUT["remote"]
-    yield Endpoint(base_url, cfg.teacher, kind, cfg.teacher, api_key=api_key, timeout=timeout, max_retries=cfg.max_retries)
+    yield Endpoint(base_url, cfg.teacher, kind, remote_identity(cfg, base_url), api_key=api_key, timeout=timeout,
+                   max_retries=cfg.max_retries)
 
 
-def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the label stage into `out`. Returns metrics (or the estimate, for a dry run)."""
+def remote_identity(cfg: LabelConfig, base_url: str) -> str:
+    """Whose answers a remote teacher's cache keys hold: the model name AT an address (the URL without
+    credentials or query). Two servers that serve different models under one name never share answers;
+    --reuse-answers-from OLD_URL keys on the old address, for the same model moved to a new one."""
+    return f"{cfg.teacher}@{redact_url(cfg.reuse_answers_from or base_url)}"
+
+
+def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Run the label stage into `out`. Returns metrics (or the estimate, for a dry run).
+
+    Nothing in `out` changes until the input, the settings, the cache and the teacher (its first answer)
+    have been checked; from then on the folder is locked against a second writer (runs.claim).
+    """
     if not cfg.input:
         raise BadInput("no input: pass a csv / jsonl / parquet / txt file or a datasets folder")
     task = resolve_task(cfg)
-    texts = load_texts(cfg.input, cfg.text_column)
+    texts, why = load_texts_and_skips(cfg.input, cfg.text_column)
     if cfg.max_rows:
-        texts = texts[: cfg.max_rows]
+        texts, why = texts[: cfg.max_rows], why[: cfg.max_rows]
+    if all(t is None for t in texts):
+        raise BadInput(f"{cfg.input}: no row has a usable text (all missing, null, not strings or empty)")
     gold_texts, gold_targets = read_gold(cfg.gold, list(task.labels), cfg.text_column or "text", "label", column_flags=False) if cfg.gold else ([], [])
     if cfg.dry_run:
-        return estimate(cfg, texts + gold_texts, task)
+        return estimate(cfg, [t for t in texts if t is not None] + gold_texts, task)
     price = price_for(cfg.teacher, is_local(cfg), cfg.price_in, cfg.price_out, cfg.batch)
     if cfg.max_cost is not None and not price.known:
         raise BadInput(f"--max-cost needs a price: {price.source}; pass --price-in and --price-out (USD per 1M tokens)")
@@ -124,60 +136,78 @@ def label(cfg: LabelConfig, out: Path, argv: list[str] | None = None) -> dict[st
     # so the train stage and the report read the label set from one place.
     settings = {**cfg.resolved(), "labels": list(task.labels), "label_descriptions": dict(task.descriptions)}
     settings["base_url"] = redact_url(settings.get("base_url"))
-    runs.start_run(out, "label", settings, argv)
+    settings["reuse_answers_from"] = redact_url(settings.get("reuse_answers_from"))
+    runs.check_out(out, "label", settings, overwrite, reads=[cfg.input])  # before the cache or a server starts
     started = time.perf_counter()
     cache_file = Path(cfg.cache) if cfg.cache else default_cache_path()
-    from distill.audit.corrections import apply_human_labels, import_corrections
+    from distill.audit.corrections import import_corrections
 
-    imported = import_corrections(cfg.corrections, task.labels, cache_file) if cfg.corrections else 0
     cache = AnswerCache(cache_file)
     try:
-        with open_endpoint(cfg, out) as endpoint:
+        with runs.claim(out, "label", settings, overwrite, reads=[cfg.input]) as claim, open_endpoint(cfg, out) as endpoint:
+            start = lambda: runs.start_run(out, "label", settings, argv, replace=claim.replace)  # noqa: E731
+            imported = import_corrections(cfg.corrections, task.labels, cache_file) if cfg.corrections else 0
             # Gold texts are asked with the rest (one calibration for all) and split off afterwards.
-            result = asyncio.run(_label_async(cfg, task, texts + gold_texts, endpoint, cache, price, out, len(gold_texts)))
+            result = asyncio.run(
+                _label_async(cfg, task, texts + gold_texts, endpoint, cache, price, out, len(gold_texts), start)
+            )
+            result["metrics"]["skipped_rows"] = dict(Counter(w for w in why if w))
+            _finish(out, cfg, settings, task, result, gold_targets, cache_file, imported, len(texts), started)
     finally:
         cache.close()
+    return result["metrics"]
+
+
+def _finish(out, cfg, settings, task, result, gold_targets, cache_file, imported: int, n_texts: int, started: float) -> None:
+    from distill.audit.corrections import apply_human_labels
     # A person's label wins over the teacher's (distill/audit/corrections.py); never on gold rows, which are the truth.
     result["metrics"].update(apply_human_labels(result["records"], task.labels, cache_file, metrics=True), corrections_imported=imported)
-    if gold_texts:
-        result["metrics"].update(teacher_gold_scores(result["gold_records"], gold_targets, task.labels))
+    if gold_targets:
+        result["metrics"].update(O.teacher_gold_scores(result["gold_records"], gold_targets, task.labels))
         for rec, target in zip(result["gold_records"], gold_targets):
             rec["true_label"] = task.labels[target]
     result["metrics"]["labels"] = list(task.labels)
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     s = result["metrics"]["seconds"]
-    result["metrics"]["rows_per_second"] = round(len(texts) / s, 3) if s > 0 else None
-    _write_outputs(out, cfg, settings, task, result)
-    return result["metrics"]
+    result["metrics"]["rows_per_second"] = round(n_texts / s, 3) if s > 0 else None
+    O.write_outputs(out, cfg, settings, task, result)
 
 
-async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: int = 0) -> dict[str, Any]:
-    """Ask the teacher about every text (the last n_gold are gold texts) and read its answers."""
-    teacher = Teacher(endpoint, cache, price, cfg.max_cost)
+async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: int = 0, start=lambda: None) -> dict[str, Any]:
+    """Ask the teacher about every text (the last n_gold are gold texts; None: a row without a usable text,
+    never sent) and read its answers. `start` opens the run folder for writing, once the teacher answered."""
+    valid = lambda answer: P.parse_answer(answer, task.labels).label is not None  # noqa: E731
+    teacher = Teacher(endpoint, cache, price, cfg.max_cost, valid)
     try:
-        # The content-free input doubles as a preflight: it fails fast on a bad URL, key or model, tells
-        # whether the server returns logprobs, and is the content-free calibration baseline.
-        probe = await teacher.preflight(build_request(task, P.CONTENT_FREE_TEXT, endpoint.kind, json_mode=False))
-        json_mode = not probe.get("top")
+        # The content-free input doubles as a preflight: it fails fast on a bad URL, key or model, decides
+        # (from several probes) whether the server returns logprobs, and is the content-free baseline.
+        probe, json_mode = await teacher.preflight(build_request(task, P.CONTENT_FREE_TEXT, endpoint.kind, json_mode=False))
+        start()
         baseline = None
-        if not json_mode and cfg.calibration == "content-free":
+        if probe and cfg.calibration == "content-free":
             baseline = P.parse_answer(probe, task.labels).probs
 
         rows, truncated = [], 0
         for text in texts:
-            t, cut = P.truncate(text, task.max_text_chars)
+            t, cut = P.truncate(text, task.max_text_chars) if text is not None else (None, False)
             truncated += cut
             rows.append(t)
-        requests = {t: build_request(task, t, endpoint.kind, json_mode) for t in dict.fromkeys(rows)}
+        requests = {t: build_request(task, t, endpoint.kind, json_mode) for t in dict.fromkeys(rows) if t is not None}
         keys = {t: teacher.key(r) for t, r in requests.items()}
         answers = cache.get_many(keys.values())
+        for key in [k for k, a in answers.items() if not valid(a)]:  # stored as good by an older version
+            cache.demote(key)
+            del answers[key]
+        # A request answered invalidly INVALID_ATTEMPTS_CAP times is not paid for again; its last answer stays.
+        given_up = {k for k, (n, _) in cache.invalid_attempts(keys.values()).items() if n >= INVALID_ATTEMPTS_CAP}
         cached, wanted, rounds = len(answers), requests, None
         if cfg.budget is not None or cfg.active:  # active labeling (distill/audit/active.py): only the rows chosen
             from distill.audit.active import choose_rows
 
             wanted, answers, cached, rounds = await choose_rows(cfg, task, rows, n_gold, requests, keys, answers, teacher, out,
                                                                 lambda jobs: _ask_with_progress(teacher, jobs, cfg.concurrency))
-        jobs = [(keys[t], wanted[t]) for t in wanted if keys[t] not in answers and keys[t] not in teacher.tally.failed_keys]
+        skip = set(answers) | teacher.tally.failed_keys | given_up
+        jobs = [(keys[t], wanted[t]) for t in wanted if keys[t] not in skip]
 
         if jobs and cfg.batch:
             from distill.label.batch import run_batch
@@ -192,111 +222,37 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
                 f"every request to the teacher at {redact_url(endpoint.base_url)} failed "
                 f"(last: {teacher.tally.last_error}); check that the server is up, then run again"
             )
+        # Rows whose every answer was invalid keep the last one, raw, for inspection (label null).
+        last_invalid = {k: a for k, (_, a) in cache.invalid_attempts(k for k in keys.values() if k not in answers).items()}
     finally:
         await teacher.close()
 
     failed = teacher.tally.failed_keys
     if not json_mode and cfg.calibration == "batch":
-        baseline = _batch_baseline(answers.values(), task)
-    records = [_record(i, text, answers.get(keys[asked]), task, baseline, keys[asked] in failed)
+        baseline = O.batch_baseline(answers.values(), task)
+    records = [O.record(i, text, _answer_for(asked, keys, answers, last_invalid, failed), task, baseline,
+                        asked is not None and keys[asked] in failed)
                for i, (text, asked) in enumerate(zip(texts, rows))]
     n = len(records) - n_gold
     records, gold_records = records[:n], records[n:]
     for i, rec in enumerate(gold_records):
         rec["row"] = i
-    unique = len(set(rows[:n]))
+    unique = len({r for r in rows[:n] if r is not None})
     if rounds is not None:
         from distill.audit.active import mark_unlabeled
 
         rounds["unlabeled"] = mark_unlabeled(records, set(rounds.pop("selected")), rows[:n])
-    metrics = {**label_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline), **(rounds or {})}
+    metrics = {**O.label_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline), **(rounds or {})}
     return {"records": records, "gold_records": gold_records, "metrics": metrics}
 
 
-def teacher_gold_scores(records: list[dict], targets: list[int], labels: list[str]) -> dict[str, Any]:
-    """The teacher's accuracy and macro-F1 on the gold texts; an invalid or missing answer counts as wrong.
-
-    Plain Python rather than scikit-learn: the label stage is in the core install, which has no sklearn.
-    """
-    pred = [labels.index(r["label"]) if r["label"] in labels else -1 for r in records]
-    f1s = []
-    for k in range(len(labels)):
-        tp = sum(p == k and t == k for p, t in zip(pred, targets))
-        predicted, actual = pred.count(k), targets.count(k)
-        f1s.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
-    return {
-        "teacher_gold_rows": len(targets),
-        "teacher_gold_accuracy": sum(p == t for p, t in zip(pred, targets)) / len(targets),
-        "teacher_gold_macro_f1": sum(f1s) / len(f1s),
-    }
-
-
-def _batch_baseline(answers, task: P.Task) -> dict[str, float] | None:
-    """Batch calibration over this run's distinct texts.
-
-    Measured on 1,000 held-out Pang & Lee sentences labeled by the embedded Gemma 3 270M with 6 examples:
-    uncalibrated 66.9% (it said "positive" for 90% of a balanced set), calibrated against "N/A" 59.2%,
-    batch-calibrated 83.7%. It assumes no label is rare in the input; with a strongly skewed set, use
-    `--calibration none` (or content-free).
-    """
-    raw = [P.parse_answer(a, task.labels).probs for a in answers]
-    return P.batch_baseline([p for p in raw if p], task.labels)
-
-
-def _record(i: int, text: str, answer: dict[str, Any] | None, task: P.Task, baseline, failed: bool) -> dict:
-    """One labels.jsonl line. Rows without an answer are kept, marked, never guessed."""
-    if answer is None:
-        source = "error" if failed else "skipped"  # skipped: never asked (budget cap reached)
-        return {"row": i, "text": text, "label": None, "probs": None, "confidence": None, "source": source, "raw": None}
-    parsed = P.parse_answer(answer, task.labels, baseline)
-    conf = max(parsed.probs.values()) if parsed.probs else None
-    raw = None
-    if parsed.label is None:
-        raw = answer.get("text") if answer.get("text") is not None else json.dumps(answer.get("top"))
-    return {
-        "row": i, "text": text, "label": parsed.label, "probs": parsed.probs,
-        "confidence": None if conf is None else round(conf, 6), "source": parsed.source, "raw": raw,
-    }
-
-
-def label_metrics(records, cfg, teacher, price, endpoint, unique, cached, truncated, json_mode, baseline) -> LabelMetrics:
-    """What metrics.json says about a label run (distill/metrics.py: LabelMetrics)."""
-    counts = Counter(r["source"] for r in records)
-    labeled = [r for r in records if r["label"] is not None]
-    confident = [r for r in labeled if r["confidence"] is not None]
-    low = sum(r["confidence"] < cfg.low_confidence for r in confident)
-    tally = teacher.tally
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "rows": len(records),
-        "unique_texts": unique,
-        "duplicates": len(records) - unique,
-        "labeled": len(labeled),
-        "invalid": counts["invalid"],
-        "errors": counts["error"],  # rows left without an answer because their request failed
-        "skipped": counts["skipped"],
-        "truncated": truncated,
-        "cached": cached,
-        "teacher_calls": tally.teacher_calls,
-        "failed_requests": tally.errors,
-        "last_error": tally.last_error,
-        "prompt_tokens": tally.prompt_tokens,
-        "cached_prompt_tokens": tally.cached_prompt_tokens,
-        "completion_tokens": tally.completion_tokens,
-        "cost_usd": round(tally.cost_usd, 6),
-        "price_source": price.source,
-        "stopped_by_budget": tally.stopped_by_budget,
-        "mode": "json" if json_mode else "logprobs",
-        "probs_available": not json_mode,
-        "calibration": cfg.calibration if baseline is not None else "none",
-        "calibrated": baseline is not None,
-        "calibration_baseline": baseline,
-        "label_distribution": dict(Counter(r["label"] for r in labeled).most_common()),
-        "low_confidence": low,
-        "low_confidence_share": round(low / len(confident), 4) if confident else None,
-        "teacher": endpoint.model,
-        "endpoint": endpoint.kind,
-    }
+def _answer_for(asked, keys, answers, last_invalid, failed) -> dict[str, Any] | None:
+    if asked is None:
+        return {"no_text": True}  # a row without a usable text: never asked
+    key = keys[asked]
+    if key in answers:
+        return answers[key]
+    return None if key in failed else last_invalid.get(key)
 
 
 async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> None:
@@ -312,44 +268,3 @@ async def _ask_with_progress(teacher: Teacher, jobs: list, concurrency: int) -> 
         await teacher.ask_all(jobs, concurrency, tick)
     finally:
         bar.close()
-
-
-def _write_outputs(out: Path, cfg: LabelConfig, settings: dict[str, Any], task: P.Task, result: dict[str, Any]) -> None:
-    runs.write_jsonl(out / runs.LABELS_JSONL, result["records"])
-    if "budget" in result["metrics"]:
-        from distill.audit.active import write_unlabeled
-
-        write_unlabeled(out, result["records"])
-    if result["gold_records"]:
-        runs.write_jsonl(out / runs.GOLD_JSONL, result["gold_records"])
-    m = result["metrics"]
-    runs.finish_run(out, "label", settings, m, _card(cfg, task, m))
-
-
-def _card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:
-    dist = ", ".join(f"{k}: {v}" for k, v in m["label_distribution"].items()) or "none"
-    gold = ""
-    if "teacher_gold_accuracy" in m:
-        gold = (f"| teacher on `{cfg.gold}` ({m['teacher_gold_rows']} texts with true labels) | accuracy "
-                f"{pct(m['teacher_gold_accuracy'])}, macro-F1 {pct(m['teacher_gold_macro_f1'])} |\n")
-    return f"""# Label run
-
-Teacher `{m['teacher']}` ({m['endpoint']} endpoint, {m['mode']} scoring, calibration: {m['calibration']})
-labeled `{cfg.input}` into {', '.join(task.labels)} with {len(task.examples)} few-shot examples.
-
-| | |
-|---|---|
-| rows | {m['rows']} ({m['unique_texts']} distinct) |
-| labeled | {m['labeled']} |
-| invalid answers (kept raw, label null) | {m['invalid']} |
-| failed requests (rerun to retry) | {m['errors']} |
-| skipped at the budget cap | {m['skipped']} |
-| answers from the cache | {m['cached']} |
-| teacher calls | {m['teacher_calls']} |
-| cost | ${m['cost_usd']:.4f} ({m['price_source']}) |
-| label distribution | {dist} |
-| low-confidence share (< {cfg.low_confidence}) | {m['low_confidence_share']} |
-{gold}
-`labels.jsonl` holds one line per input row, in input order: text, label, probs, confidence, source, raw.
-{"`gold.jsonl` holds the same for the gold texts, plus true_label; train never trains on them." if gold else ""}
-"""

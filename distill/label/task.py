@@ -7,6 +7,7 @@ from pathlib import Path
 
 from distill.config import LabelConfig
 from distill.data import load_table
+from distill.textfile import read_utf8
 from distill.errors import BadInput
 from distill.label import prompt as P
 
@@ -21,7 +22,7 @@ def read_labels_file(path: str) -> dict[str, str]:
         import yaml
 
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_utf8(p))
         except yaml.YAMLError as e:
             raise BadInput(f"{p}: not valid YAML/JSON ({' '.join(str(e).split())[:200]})") from None
         if isinstance(data, dict) and isinstance(data.get("labels"), (dict, list)):
@@ -38,7 +39,7 @@ def read_labels_file(path: str) -> dict[str, str]:
         descs = ds["description"] if "description" in ds.column_names else [""] * len(ds)
         return {str(lab): str(d or "") for lab, d in zip(ds["label"], descs)}
     out: dict[str, str] = {}
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(p).splitlines():
         if line.strip():
             name, _, desc = line.partition(":")
             out[name.strip()] = desc.strip()

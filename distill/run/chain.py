@@ -15,7 +15,6 @@ picks up its answers from the teacher cache, train resumes from its last checkpo
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from distill.formatting import duration, megabytes, pct, span
 from distill.metrics import engine_rows
 from distill.run.forecast import estimate
 from distill.runs import (
-    MANIFEST, PIPELINE_JSON, STAGES, UPSTREAM, is_finished, read_json, read_metrics, require_finished, settings_hash, write_json,
+    MANIFEST, PIPELINE_JSON, STAGES, UPSTREAM, RunLock, check_out, clear_folder, is_finished, previous_run, read_json,
+    read_metrics, require_finished, settings_hash, write_json,
 )  # fmt: skip
 
 # Settings that point at files or folders; relative ones may be written relative to the recipe.
@@ -209,21 +209,39 @@ def stage_function(stage: str) -> Callable[[Any, Path], dict]:
     return getattr(importlib.import_module(f"distill.{stage}"), stage)
 
 
-def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool = True) -> list[Step]:
-    """Run what the plan says to run, one stage after another; write the report at the end."""
+def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool = True, overwrite: bool = False) -> list[Step]:
+    """Run what the plan says to run, one stage after another; write the report at the end.
+
+    The recipe's folder is locked for the whole chain (a second `distill run` of it fails at once), and a stage
+    folder is emptied only when this recipe's pipeline.json says it wrote what is there; anything else there
+    is refused, as the stand-alone stages refuse it, unless `overwrite`.
+    """
     root = run_root(cfg)
-    steps = plan(cfg)
     if cfg.label.dry_run:
-        # Only the estimate: no folder is touched (a finished label run stays), no later stage runs.
-        dry = stage_function("label")(cfg.label, root / "label")
-        say(f"label: dry run, nothing sent to the teacher: {result_line('label', dry)}")
-        say("stopping here: set label.dry_run to false to label, train and export.")
-        return steps[:1]
+        return _dry_run(cfg, root, say)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(root).acquire()
+    try:
+        return _run_locked(cfg, root, say, report, overwrite)
+    finally:
+        lock.release()
+
+
+def _dry_run(cfg: PipelineConfig, root: Path, say: Say) -> list[Step]:
+    """Only the estimate: no folder is touched (a finished label run stays), no later stage runs."""
+    steps = plan(cfg)
+    dry = stage_function("label")(cfg.label, root / "label")
+    say(f"label: dry run, nothing sent to the teacher: {result_line('label', dry)}")
+    say("stopping here: set label.dry_run to false to label, train and export.")
+    return steps[:1]
+
+
+def _run_locked(cfg: PipelineConfig, root: Path, say: Say, report: bool, overwrite: bool) -> list[Step]:
+    steps = plan(cfg)
     for line in describe_plan(cfg, steps):
         say(line)
-    root.mkdir(parents=True, exist_ok=True)
     state = _read_state(root)
-    from distill.label.client import redact_url
+    from distill.secrets import redact_url
 
     recorded = cfg.resolved()
     recorded["label"]["base_url"] = redact_url(cfg.label.base_url)  # keys can hide in a URL; never write them
@@ -235,12 +253,21 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
             say(f"{step.stage}: skipped, finished earlier with the same settings: {result_line(step.stage, step.result)}")
             continue
         if step.action == "run" and step.out.exists():
-            # Another key's leftovers (an old model.with_tokenizer.onnx, old checkpoints) must not leak in.
-            shutil.rmtree(step.out)
+            if _owned(step.out, step.stage, stages.get(step.stage)):
+                # This recipe's own older output: its leftovers (an old model.with_tokenizer.onnx, old
+                # checkpoints) must not leak into the new run.
+                lock = RunLock(step.out).acquire()
+                try:
+                    clear_folder(step.out)
+                finally:
+                    lock.release()
+            else:
+                check_out(step.out, step.stage, step.config.resolved(), overwrite)
         stages[step.stage] = {"key": step.key, "state": "running", "started_at": _now()}
         write_json(root / PIPELINE_JSON, state)
         t0 = time.perf_counter()
-        step.result = stage_function(step.stage)(step.config, step.out) or {}
+        extra = {"overwrite": True} if overwrite else {}
+        step.result = stage_function(step.stage)(step.config, step.out, **extra) or {}
         seconds = time.perf_counter() - t0
         manifest = require_finished(step.out, step.stage)
         stages[step.stage] = {
@@ -263,6 +290,19 @@ def run_pipeline(cfg: PipelineConfig, say: Say = lambda line: None, report: bool
         path = build_report(root)
         say(f"report: {path}")
     return steps
+
+
+def _owned(out: Path, stage: str, record: dict | None) -> bool:
+    """Whether what `out` holds is what this recipe wrote there (its pipeline.json record), so it may go."""
+    prev = previous_run(out)
+    if prev is None:
+        return True
+    if not record or prev.stage != stage:
+        return False
+    if not prev.finished:
+        return True  # this recipe's interrupted run (the record says it started one here)
+    manifest = read_json(out / MANIFEST)
+    return manifest.get("finished_at") == record.get("finished_at") and manifest.get("settings_hash") == record.get("settings_hash")
 
 
 def _read_state(root: Path) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def read_label_run(path: Path, min_confidence: float | None = None, corrections:
 
 def read_labeled_file(path: str, text_column: str, label_column: str) -> LabeledData:
     """A csv/jsonl/parquet file with a text and a label column (human labels): hard labels, sorted label set."""
-    ds = load_table(path)
+    ds = load_table(path, allow_hub=False)  # train data is a label run or a file, never a hub id
     require_column(ds, text_column, "--text-column")
     require_column(ds, label_column, "--label-column")
     pairs = [(t, None if lab is None or str(lab).strip() == "" else str(lab).strip())

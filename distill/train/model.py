@@ -42,7 +42,10 @@ def load_student(name: str, labels: list[str], trust_remote_code: bool = False) 
         AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         if Path(source).is_dir():
-            raise BadInput(f"--student {name}: cannot read its config.json ({e}).") from None
+            # transformers lists every model type it knows (kilobytes): keep the first sentence.
+            first = " ".join(str(e).split())[:200].split(". ")[0]
+            raise BadInput(f"--student {name}: cannot read its config.json ({first}); pass a folder saved with "
+                           "save_pretrained, or --student minilm") from None
         raise BadInput(
             f"--student {name}: not a local folder, and the hub could not give it (offline, or no such model). "
             "Pass a local model folder, or `--student minilm` (the bundled all-MiniLM-L6-v2), which works offline."

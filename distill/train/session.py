@@ -82,12 +82,12 @@ class Session:
         soft = [data.soft[i] for i in idx] if self.plan.loss == "kd" else None
         return self.encode([data.texts[i] for i in idx], [data.targets[i] for i in idx], soft)
 
-    def open_run(self) -> None:
+    def open_run(self, replace: bool = False) -> None:
         """Rank 0 starts the run folder (a stale interrupted run's checkpoints go); the student is made ready."""
         from distill.train.model import freeze_lower_layers
 
         if self.rank == 0:
-            start_run(self.out, "train", self.cfg.resolved())
+            start_run(self.out, "train", self.cfg.resolved(), replace=replace)  # replace: --overwrite
             if self.plan.resume_from is None:
                 shutil.rmtree(self.out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
         self.D.barrier()

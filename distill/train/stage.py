@@ -41,19 +41,26 @@ def check_resume(cfg: TrainConfig, out: Path) -> str:
     return ckpt
 
 
-def train(cfg: TrainConfig, out: Path) -> dict:
-    """Train a student and write the run folder; returns metrics.json's content. Rank 0 writes everything."""
+def train(cfg: TrainConfig, out: Path, overwrite: bool = False) -> dict:
+    """Train a student and write the run folder; returns metrics.json's content. Rank 0 writes everything,
+    and holds the folder (runs.claim: checked before anything is written, locked for the run)."""
+    import contextlib
+
+    from distill.runs import claim
+
     out = Path(out)
-    plan = make_plan(cfg, out)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with claim(out, "train", cfg.resolved(), overwrite, reads=[cfg.data]) if rank0 else contextlib.nullcontext() as owned:
+        plan = make_plan(cfg, out)
 
-    from distill.train.session import Session  # imports torch and transformers
+        from distill.train.session import Session  # imports torch and transformers
 
-    session = Session(cfg, out, plan)
-    session.open_run()
-    fit = session.fit()
-    metrics = session.metrics(fit)
-    session.save(fit, metrics)
-    return metrics
+        session = Session(cfg, out, plan)
+        session.open_run(replace=bool(owned and owned.replace))
+        fit = session.fit()
+        metrics = session.metrics(fit)
+        session.save(fit, metrics)
+        return metrics
 
 
 def make_plan(cfg: TrainConfig, out: Path) -> Plan:

@@ -51,9 +51,12 @@ def test_budget_is_never_exceeded_and_the_rest_is_kept_unlabeled(tmp_path):
     d = read_label_run(out)
     assert len(d.texts) == 45 and d.dropped_invalid == 0
 
-    # the same command again: every answer from the cache, the same rows
+    # the same command again (the same model at a new port: answers are keyed by URL, so say so): every
+    # answer from the cache, the same rows
+    first_url = fake.base_url
     with FakeOpenAI() as fake:
-        r = runner.invoke(app, label_args(data, fake, out, "--budget", "45", "--seed-rows", "20", "--round-rows", "10"))
+        r = runner.invoke(app, label_args(data, fake, out, "--budget", "45", "--seed-rows", "20", "--round-rows", "10",
+                                          "--reuse-answers-from", first_url))
         assert r.exit_code == 0, r.output
         assert fake.texts == []
     assert [x["label"] for x in read_jsonl(out / "labels.jsonl")] == [x["label"] for x in rows]

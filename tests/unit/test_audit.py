@@ -140,10 +140,12 @@ def test_a_persons_corrections_win_in_label_and_train(flipped_run, tmp_path):
         assert data.labels[got[row["text"]]] == truth[row["text"]]
 
     # a later label run on the same cache, without the file: the person's labels win there too, no teacher call
+    # (the same fake teacher at a new port: answers are keyed by URL, so the run says whose answers to reuse)
+    first_url = json.loads((label_run / "config.json").read_text())["settings"]["base_url"]
     with FakeOpenAI() as fake:
         fake.flip = flipped
         r = cli("label", str(tmp_path / "reviews.csv"), "--labels", "positive,negative", "--teacher", "fake",
-                "--base-url", fake.base_url, "--out", str(tmp_path / "label2"))
+                "--base-url", fake.base_url, "--out", str(tmp_path / "label2"), "--reuse-answers-from", first_url)
         assert r.exit_code == 0, r.output
         assert fake.texts == []
     by_text = {x["text"]: x for x in read_jsonl(tmp_path / "label2" / "labels.jsonl")}

@@ -27,7 +27,7 @@ def test_every_subcommand_has_help(cmd):
 
 STAGES = {"label": ("LabelConfig", "input"), "train": ("TrainConfig", "data"), "export": ("ExportConfig", "model"),
           "audit": ("AuditConfig", "label_run")}
-COMMON = {"--out", "--recipe", "--set", "--help"}  # every stage command has these; they are not settings
+COMMON = {"--out", "--recipe", "--set", "--help", "--overwrite"}  # every stage command has these; they are not settings
 NOT_SETTINGS = {"export": {"--onnx"}}
 # Settings whose type has no flag (a mapping, a list of examples): a recipe or --set gives them.
 RECIPE_ONLY = {"label": {"label_descriptions", "examples"}}
@@ -81,7 +81,7 @@ def test_old_spellings_and_set_reach_the_train_config(monkeypatch, tmp_path, old
     from distill.cli import app
 
     seen = {}
-    monkeypatch.setattr(distill.train, "train", lambda cfg, out: seen.setdefault("cfg", cfg) and {} or {})
+    monkeypatch.setattr(distill.train, "train", lambda cfg, out, **kw: seen.setdefault("cfg", cfg) and {} or {})
     monkeypatch.setenv("RANK", "1")  # no summary line to print from the stand-in's empty metrics
     result = CliRunner().invoke(app, ["train", "data.csv", "--out", str(tmp_path / "o"), *old])
     assert result.exit_code == 0, result.output
@@ -97,7 +97,7 @@ def test_recipe_section_then_set_then_flags(tmp_path, monkeypatch):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("export:\n  target: arm64\n  atol: 0.01\n  latency_texts: 5\n")
     seen = {}
-    monkeypatch.setattr(distill.export, "export", lambda cfg, out: seen.setdefault("cfg", cfg) and None)
+    monkeypatch.setattr(distill.export, "export", lambda cfg, out, **kw: seen.setdefault("cfg", cfg) and None)
     CliRunner().invoke(app, ["export", "train-run", "-o", str(tmp_path / "o"), "--recipe", str(recipe),
                              "--set", "atol=0.02", "--set", "latency_texts=6", "--latency-texts", "7"])
     cfg = seen["cfg"]

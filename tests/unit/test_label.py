@@ -67,7 +67,7 @@ def test_rerun_makes_zero_teacher_calls(fake_openai, reviews, tmp_path):
     assert m["teacher_calls"] == 0 and m["cached"] == 5 and m["labeled"] == 6
 
 
-def test_faults_are_retried_counted_and_nothing_is_lost(fake_openai, reviews, tmp_path):
+def test_faults_are_retried_in_the_run_and_nothing_is_lost(fake_openai, reviews, tmp_path):
     fake_openai.fail = {"Cold soup": ["429", "500"], "anniversary": ["hang"], "Terrible": ["malformed"], "pasta": ["junk"]}
     fake_openai.hang_seconds = 3
     out = tmp_path / "run"
@@ -76,16 +76,31 @@ def test_faults_are_retried_counted_and_nothing_is_lost(fake_openai, reviews, tm
     rows = {x["text"]: x for x in read_rows(out)}
     assert rows["Cold soup, rude waiter."]["label"] == "negative"  # 429 then 500, then answered
     assert rows["A wonderful anniversary dinner."]["label"] == "positive"  # timed out once, retried
-    assert rows["Terrible service, bland food."]["source"] == "error"  # malformed reply: counted, not cached
-    junk = rows["The pasta was lovely and the staff kind."]
-    assert junk["label"] is None and junk["source"] == "invalid" and junk["raw"] == " I think"
+    assert rows["Terrible service, bland food."]["label"] == "negative"  # a malformed body is asked again at once
+    assert rows["The pasta was lovely and the staff kind."]["label"] == "positive"  # one junk answer, asked again
     m = json.loads((out / "metrics.json").read_text())
-    assert m["invalid"] == 1 and m["errors"] == 1 and m["rows"] == 6
-    # The rerun asks only for the row that failed; the paid-for invalid answer is not bought again.
+    assert m["invalid"] == 0 and m["errors"] == 0 and m["labeled"] == 6 and m["invalid_answers_seen"] == 1
     asked = len(fake_openai.requests)
+    assert run_label(str(reviews), *base_args(fake_openai, out)).exit_code == 0
+    assert len(fake_openai.requests) == asked  # everything final was cached; nothing bad was
+
+
+def test_junk_answers_are_kept_apart_asked_again_next_run_and_capped(fake_openai, reviews, tmp_path):
+    from distill.label.cache import INVALID_ATTEMPTS_CAP
+
+    fake_openai.fail = {"pasta": ["junk"] * 20}
+    out = tmp_path / "run"
+    pasta = lambda: sum("pasta" in fake_openai.text_of(b) for b in fake_openai.requests)  # noqa: E731
+    for run_no, asked in enumerate([2, INVALID_ATTEMPTS_CAP, INVALID_ATTEMPTS_CAP], 1):
+        r = run_label(str(reviews), *base_args(fake_openai, out))
+        assert r.exit_code == 0, r.output
+        junk = {x["text"]: x for x in read_rows(out)}["The pasta was lovely and the staff kind."]
+        assert junk["label"] is None and junk["source"] == "invalid" and junk["raw"] == " I think"
+        assert pasta() == asked, run_no  # twice in the first run, once more in the next, then never again
+        assert json.loads((out / "metrics.json").read_text())["invalid"] == 1
+    fake_openai.fail = {}
     r = run_label(str(reviews), *base_args(fake_openai, out))
-    assert len(fake_openai.requests) == asked + 1
-    assert {x["text"]: x for x in read_rows(out)}["Terrible service, bland food."]["label"] == "negative"
+    assert {x["text"]: x for x in read_rows(out)}["The pasta was lovely and the staff kind."]["source"] == "invalid"
 
 
 def test_server_without_logprobs_falls_back_to_json_and_says_so(reviews, tmp_path):
@@ -167,7 +182,7 @@ def test_batch_resumes_the_recorded_batch_after_a_crash(fake_openai, reviews, tm
     out.mkdir()
     cfg = LabelConfig(input=str(reviews), labels=["positive", "negative"], teacher="fake-model")
     task = resolve_task(cfg)
-    teacher = Teacher(Endpoint(fake_openai.base_url, "fake-model", "chat", "fake-model"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
+    teacher = Teacher(Endpoint(fake_openai.base_url, "fake-model", "chat", f"fake-model@{fake_openai.base_url}"), AnswerCache(tmp_path / "c.sqlite"), Price(0, 0, "t"))
     jobs = [(teacher.key(build_request(task, t, "chat", False)), build_request(task, t, "chat", False)) for t in dict.fromkeys(TEXTS)]
 
     async def submit_then_crash():

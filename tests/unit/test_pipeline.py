@@ -30,7 +30,7 @@ class FakeStages:
     def __call__(self, stage: str):
         return getattr(self, stage)
 
-    def label(self, cfg, out: Path) -> dict:
+    def label(self, cfg, out: Path, **kw) -> dict:
         self.calls.append(("label", cfg.model_copy()))
         if cfg.dry_run:  # like the real stage: an estimate, and no folder written
             return {"rows": 4, "est_cost_usd": 0.0, "est_prompt_tokens": 100}
@@ -45,7 +45,7 @@ class FakeStages:
         finish_run(out, "label", cfg.resolved(), m, "# label\n")
         return m
 
-    def train(self, cfg, out: Path) -> dict:
+    def train(self, cfg, out: Path, **kw) -> dict:
         self.calls.append(("train", cfg.model_copy()))
         if Path(cfg.data).is_dir():
             require_finished(Path(cfg.data), "label")
@@ -57,7 +57,7 @@ class FakeStages:
         finish_run(out, "train", cfg.resolved(), m, "# train\n")
         return m
 
-    def export(self, cfg, out: Path) -> dict:
+    def export(self, cfg, out: Path, **kw) -> dict:
         self.calls.append(("export", cfg.model_copy()))
         require_finished(Path(cfg.model), "train")
         start_run(out, "export", cfg.resolved())

@@ -87,10 +87,22 @@ def test_both_logprob_shapes_give_the_same_probabilities(choice):
     assert answer["prompt_tokens"] == 10
 
 
-def test_missing_logprobs_is_invalid_with_the_raw_text_kept():
+def test_a_reply_without_logprobs_that_is_exactly_a_label_is_a_hard_label():
     answer = answer_from_response({"choices": [{"text": " positive", "logprobs": None}]}, False)
     assert answer["top"] is None and answer["text"] == " positive"
-    assert P.parse_answer(answer, TASK.labels).label is None  # never guessed from free text
+    assert P.parse_answer(answer, TASK.labels) == P.Parsed("positive", None, "text")
+
+
+def test_free_text_without_logprobs_is_invalid_never_guessed():
+    for text in (" I think positive", " pos", "", None):
+        answer = {"mode": "logprobs", "text": text, "top": None}
+        assert P.parse_answer(answer, TASK.labels) == P.Parsed(None, None, "invalid"), text
+
+
+@pytest.mark.parametrize("labels", [("pos", "positive"), ("Neg", "negative", "neutral")])
+def test_labels_where_one_starts_another_are_refused_with_a_suggestion(labels):
+    with pytest.raises(BadInput, match="one starts the other.*rename one"):
+        P.check_labels(labels)
 
 
 def test_junk_tokens_are_invalid():
