@@ -214,6 +214,8 @@ class FakeOpenAI:
                     answer = fake.answer(path, body)
                     answer["choices"][0]["logprobs"] = None
                     label = fake.true_label(text)
+                    with fake.lock:
+                        fake.answered.append(text)
                     if "message" in answer["choices"][0]:
                         answer["choices"][0]["message"]["content"] = label
                     else:
