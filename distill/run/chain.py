@@ -244,7 +244,9 @@ def _run_locked(cfg: PipelineConfig, root: Path, say: Say, report: bool, overwri
     from distill.secrets import redact_url
 
     recorded = cfg.resolved()
-    recorded["label"]["base_url"] = redact_url(cfg.label.base_url)  # keys can hide in a URL; never write them
+    for section in recorded.values():  # keys can hide in a URL (base_url, reuse_answers_from); never write them
+        if isinstance(section, dict):
+            section.update({k: redact_url(v) for k, v in section.items() if "url" in k or k == "reuse_answers_from"})
     state["recipe"] = {"name": cfg.name, "description": cfg.description, "settings": recorded}
     stages = state.setdefault("stages", {})
     for step in steps:
