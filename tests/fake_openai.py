@@ -127,6 +127,21 @@ class FakeOpenAI:
         return {"id": "x-" + uuid.uuid4().hex[:8], "object": obj, "created": int(time.time()), "model": body.get("model", "fake"),
                 "choices": [choice], "usage": usage}
 
+    @staticmethod
+    def junk(answer: dict[str, Any]) -> dict[str, Any]:
+        """A well-formed reply whose next token starts no label."""
+        answer["choices"][0]["logprobs"] = {"content": [{"token": " I", "logprob": -0.1,
+                                                         "top_logprobs": [{"token": " I", "logprob": -0.1}, {"token": " The", "logprob": -1.0}]}]}
+        answer["choices"][0]["text"] = " I think"
+        return answer
+
+    def _batch_fault(self, text: str) -> str | None:
+        with self.lock:
+            for needle, queue in self.fail.items():
+                if needle in text and queue:
+                    return queue.pop(0)
+        return None
+
     # --- HTTP ------------------------------------------------------------------------------------------
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -222,11 +237,7 @@ class FakeOpenAI:
                         answer["choices"][0]["text"] = label
                     return self._send(200, answer)
                 if fault == "junk":
-                    answer = fake.answer(path, body)
-                    answer["choices"][0]["logprobs"] = {"content": [{"token": " I", "logprob": -0.1,
-                                                                     "top_logprobs": [{"token": " I", "logprob": -0.1}, {"token": " The", "logprob": -1.0}]}]}
-                    answer["choices"][0]["text"] = " I think"
-                    return self._send(200, answer)
+                    return self._send(200, fake.junk(fake.answer(path, body)))
                 with fake.lock:
                     fake.texts.append(text)
                     fake.answered.append(text)
@@ -266,8 +277,10 @@ class FakeOpenAI:
                 with self.lock:
                     self.requests.append(line["body"])
                     self.texts.append(self.text_of(line["body"]))
-                out.append(json.dumps({"id": "r", "custom_id": line["custom_id"],
-                                       "response": {"status_code": 200, "body": self.answer(line["url"], line["body"])}}))
+                body = self.answer(line["url"], line["body"])
+                if self._batch_fault(self.text_of(line["body"])) == "junk":
+                    body = self.junk(body)
+                out.append(json.dumps({"id": "r", "custom_id": line["custom_id"], "response": {"status_code": 200, "body": body}}))
             fid = "file-" + uuid.uuid4().hex[:10]
             self.files[fid] = ("\n".join(out) + "\n").encode()
             b.update(status="completed", output_file_id=fid,

@@ -60,7 +60,11 @@ async def _collect(teacher: Teacher, file_id: str | None, pending: dict[str, dic
         request = pending.pop(key)
         answer = answer_from_response(response.get("body") or {}, is_json_request(request))
         teacher._account(answer, request)
-        teacher.cache.put(key, answer)
+        if teacher.valid is None or teacher.valid(answer):
+            teacher.cache.put(key, answer)
+        else:  # kept apart for inspection and asked again next run, like a live answer (client.ask_all)
+            teacher.tally.invalid_answers += 1
+            teacher.cache.put_invalid(key, answer)
         got += 1
     return got
 

@@ -98,3 +98,16 @@ def test_answers_an_older_version_cached_as_good_are_checked_again(fake_openai, 
     c = AnswerCache(cache)
     assert c.invalid_attempts([key])[key][0] == 1 and c.get(key)["top"] != junk["top"]
     c.close()
+
+
+def test_a_junk_answer_from_the_batch_api_is_kept_apart_and_asked_again(fake_openai, tmp_path):
+    data = write_texts_csv(tmp_path / "in.csv", TEXTS[:12])
+    fake_openai.fail = {"review 3:": ["junk"]}
+    out = tmp_path / "run"
+    r = runner.invoke(app, args(data, fake_openai, out, "--batch", "--poll-seconds", "0.05"))
+    assert r.exit_code == 0, r.output
+    row = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()][3]
+    assert row["label"] is None and row["source"] == "invalid" and row["raw"] == " I think"
+    r = runner.invoke(app, args(data, fake_openai, out, "--batch", "--poll-seconds", "0.05"))
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()][3]["label"] == "negative"
