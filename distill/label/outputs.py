@@ -131,7 +131,7 @@ def card(cfg: LabelConfig, task: P.Task, m: dict[str, Any]) -> str:
 
 Teacher `{m['teacher']}` ({m['endpoint']} endpoint, {m['mode']} scoring, calibration: {m['calibration']})
 labeled `{cfg.input}` into {', '.join(task.labels)} with {len(task.examples)} few-shot examples.
-
+{f"{chr(10)}**Warning: {m['mode_note']}.**{chr(10)}" if m.get("mode_note") else ""}
 | | |
 |---|---|
 | rows | {m['rows']} ({m['unique_texts']} distinct) |

@@ -332,6 +332,8 @@ def result_line(stage: str, m: dict[str, Any]) -> str:
     if stage == "label":
         parts = [
             f"{m['rows']} rows" if "rows" in m else None,
+            "WARNING: no log-probabilities from the teacher, labels without probabilities" if m.get("mode") == "json" else None,
+            f"{m['no_text']} rows without text (not sent)" if m.get("no_text") else None,
             f"{m['invalid']} invalid answers" if m.get("invalid") else None,
             f"{m['errors']} failed requests (run again to retry them)" if m.get("errors") else None,
             f"{share('low_confidence_share')} unsure" if share("low_confidence_share") else None,

@@ -43,6 +43,10 @@ def test_no_logprobs_needs_several_probes_to_agree_and_is_said_loudly(tmp_path):
     m = metrics(tmp_path / "run")
     assert len(probes) == 2 and m["mode"] == "json" and "no log-probabilities on 2 of 2 probes" in m["mode_note"]
     assert "WARNING: " in r.output and "constrained JSON output" in r.output
+    assert "**Warning: the teacher at" in (tmp_path / "run" / "README.md").read_text()
+    from distill.run.chain import result_line
+
+    assert "WARNING: no log-probabilities" in result_line("label", m)
     # the probe's reply without logprobs was not cached: a healthy server later gets logprobs mode back
     with FakeOpenAI() as fake:
         r = runner.invoke(app, args(data, fake, tmp_path / "run2", "--reuse-answers-from", json.loads(
