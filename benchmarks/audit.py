@@ -25,6 +25,7 @@ vs random at 500 calls (seed 0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -148,7 +149,8 @@ def audit_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
     rankings = {
         "lowest teacher confidence": order(teacher),
         "proxy alone (out-of-fold, confident learning)": order(proxy),
-        "proxy + teacher, equal weights (distill audit default)": order(combine(proxy, teacher, 0.5)),
+        "proxy + teacher, equal weights": order(combine(proxy, teacher, 0.5)),
+        "proxy 0.25 + teacher 0.75 (distill audit default)": order(combine(proxy, teacher, 0.75)),
     }
     rand = [random.Random(s).sample(range(len(rows)), len(rows)) for s in SEEDS]
     prec = [["random rows (mean of 3 seeds)", *[statistics.mean(precision_at(r, wrong, n) for r in rand) for n in TOPS]]]
@@ -159,7 +161,7 @@ def audit_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
     # A person's review: the first n rows of a ranking get their true labels.
     x_test = np.stack([emb[t] for t, _ in p["test"]])
     y_test = np.array([LABELS.index(lab) for _, lab in p["test"]])
-    default = rankings["proxy + teacher, equal weights (distill audit default)"]
+    default = rankings["proxy 0.25 + teacher 0.75 (distill audit default)"]
 
     def fixed_accuracy(picked: list[int]) -> float:
         y = given.copy()
@@ -172,22 +174,33 @@ def audit_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
         accs = [fixed_accuracy(r[:n]) for r in rand]
         fix.append([f"{n} random rows (mean of 3 seeds)", statistics.mean(len(wrong - set(r[:n])) for r in rand), statistics.mean(accs), None])
     fix.append([f"all {len(rows):,} true labels (reference)", 0, fixed_accuracy(list(range(len(rows)))), None])
-    if args.finetune:
-        base = work / "label"
-        cells = {"none (teacher labels as they are)": base,
-                 "top 200 suspects": corrected_run(base, work / "label-top200", {texts[i]: truth[texts[i]] for i in default[:200]}),
-                 "200 random rows (mean of 3 seeds)": corrected_run(base, work / "label-random200", {texts[i]: truth[texts[i]] for i in rand[0][:200]})}
-        for row in fix:
-            if row[0] in cells:
-                m = finetune(args, cells[row[0]], work / ("train-" + cells[row[0]].name), p["gold"])
-                row[3] = m.get("gold_accuracy")
-    return {"precision": prec, "fix": fix, "teacher_errors": len(wrong), "rows": len(rows), "flagged": len(suspects),
+    base = work / "label"
+    # Fine-tuned later (main), most telling first: the teacher's labels, the top 200 fixed, 200 random rows fixed.
+    jobs = [("fix", i, run) for i, run in (
+        (0, base),
+        (3, corrected_run(base, work / "label-top200", {texts[i]: truth[texts[i]] for i in default[:200]})),
+        (4, corrected_run(base, work / "label-random200", {texts[i]: truth[texts[i]] for i in rand[0][:200]})))]
+    return {"jobs": [(kind, i, str(run)) for kind, i, run in jobs],"precision": prec, "fix": fix, "teacher_errors": len(wrong), "rows": len(rows), "flagged": len(suspects),
             "flagged_precision": flagged_wrong / len(suspects) if suspects else None, "label_metrics": lm, "audit_metrics": am,
             "label_seconds": round(label_seconds, 1), "audit_seconds": round(audit_seconds, 1)}
 
 
+@contextlib.contextmanager
+def cache_only_endpoint(cfg, out):
+    """The embedded teacher's identity without starting its server (~15-80 s a start on a busy machine, 18 cells):
+    every answer is in the cache, and a request that is not would fail loudly against port 9 (checked below)."""
+    from distill.label.client import Endpoint
+    from distill.label.server import default_model_path, model_identity
+
+    model = default_model_path()
+    yield Endpoint("http://127.0.0.1:9/v1", model.name, "completions", model_identity(model), timeout=5, max_retries=0)
+
+
 def active_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
+    import distill.label.stage as stage
     from distill.label import label
+
+    stage.open_endpoint = cache_only_endpoint
 
     work = p["work"]
     truth = dict(p["train"])
@@ -206,6 +219,7 @@ def active_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
                     label(label_config(p, budget=budget, selection=selection, selection_seed=seed), out)
                     print(f"{out.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
                 m = json.loads((out / "metrics.json").read_text())
+                assert m["teacher_calls"] == 0 and not m["errors"], f"{out}: not every answer was cached"
                 rows = [json.loads(x) for x in (out / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
                 got = [r for r in rows if r["label"] in LABELS]
                 x = np.stack([emb[r["text"]] for r in got])
@@ -213,10 +227,10 @@ def active_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
                 cell = {"labeled": len(got), "teacher_calls": m["teacher_calls"], "cached": m["cached"],
                         "teacher_errors": sum(r["label"] != truth[r["text"]] for r in got),
                         "accuracy": student_accuracy(x, y, x_test, y_test), "folder": str(out)}
-                if args.finetune and budget == args.budgets[len(args.budgets) // 2] and seed == 0:
-                    cell["finetuned"] = finetune(args, out, work / "active" / f"train-{out.name}", p["gold"]).get("gold_accuracy")
                 cells.setdefault((selection, budget), []).append(cell)
-    return {"cells": {f"{s}-{b}": v for (s, b), v in cells.items()}}
+    mid = args.budgets[len(args.budgets) // 2]
+    jobs = [("active", f"{s}-{mid}", cells[(s, mid)][0]["folder"]) for s in ("random", "active")]
+    return {"cells": {f"{s}-{b}": v for (s, b), v in cells.items()}, "jobs": jobs}
 
 
 def main() -> None:
@@ -247,6 +261,19 @@ def main() -> None:
     result = {"audit": audit_part(args, p, emb)}
     if not args.skip_active:
         result["active"] = active_part(args, p, emb)
+    print_tables(args, result, started, load_start)
+    if args.finetune:  # minutes per cell: after the cheap tables, and the tables again after each one
+        work = p["work"]
+        for kind, where, run in result["audit"]["jobs"] + result.get("active", {}).get("jobs", []):
+            acc = finetune(args, Path(run), work / "finetuned" / Path(run).name, p["gold"]).get("gold_accuracy")
+            if kind == "fix":
+                result["audit"]["fix"][where][3] = acc
+            else:
+                result["active"]["cells"][where][0]["finetuned"] = acc
+            print_tables(args, result, started, load_start)
+
+
+def print_tables(args, result: dict, started: float, load_start: tuple) -> None:
     m = machine()
     a = result["audit"]
     lm = a["label_metrics"]
@@ -255,7 +282,7 @@ def main() -> None:
           f"rows, {a['flagged_precision']:.1%} of them real errors; audit {a['audit_seconds']} s.\n")
     print(table(["ranking", *[f"precision@{n}" for n in TOPS]], [[r[0], *[round(100 * v, 1) for v in r[1:]]] for r in a["precision"]]))
     print("\nStudent accuracy on 1,000 test sentences after a person corrects some rows\n")
-    print(table(["rows corrected", "teacher errors left", "LR on frozen MiniLM %", "fine-tuned MiniLM %"],
+    print(table(["rows corrected", "teacher errors left", "LR on frozen MiniLM %", "fine-tuned MiniLM % (random rows: seed 0)"],
                 [[r[0], r[1], round(100 * r[2], 1), None if r[3] is None else round(100 * r[3], 1)] for r in a["fix"]]))
     if "active" in result:
         print("\nActive labeling: student accuracy (LR on frozen MiniLM) on 1,000 test sentences, mean ± sd over seeds 0-2\n")

@@ -128,7 +128,7 @@ class AuditConfig(_Config):
     """Folds of the out-of-fold proxy."""
     embedder: str = "minilm"
     """Whose frozen embeddings the proxy's logistic regression reads."""
-    teacher_weight: float = Field(0.5, ge=0, le=1)
+    teacher_weight: float = Field(0.75, ge=0, le=1)
     """Weight of the teacher's own probabilities in the score, 0-1."""
     seed: int = 0
     """Seed of the folds."""
