@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from _common import OUT, describe_machine, machine, save, table
-from quality import INSTRUCTIONS, LABELS, corpus, split
+from corpora import pang_lee, split
+from quality import INSTRUCTIONS, LABELS
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     from distill.config import Example, LabelConfig
     from distill.label import label
 
-    examples, _, test = split(corpus(OUT / "corpus"), 0, a.n, 6, a.seed)
+    examples, _, test, _ = split(pang_lee(OUT / "data"), 0, a.n, 6, a.seed)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "sentences.csv"
@@ -43,7 +44,7 @@ def main() -> None:
                     ("6-shot, content-free calibrated", examples, "content-free"), ("6-shot, batch-calibrated", examples, "batch")]
         for name, shots, calibration in settings:
             cfg = LabelConfig(
-                input=str(src), labels=LABELS, instructions=INSTRUCTIONS, teacher="local", calibration=calibration,
+                input=str(src), labels=LABELS, instructions=INSTRUCTIONS["pang-lee"], teacher="local", calibration=calibration,
                 examples=[Example(text=t, label=lab) for t, lab in shots], cache=str(Path(tmp) / f"{len(shots)}-shot.sqlite"),
             )
             out = Path(tmp) / name.replace(" ", "").replace(",", "-")

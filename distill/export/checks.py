@@ -190,10 +190,12 @@ def int8_report(recipe: str, preds: dict[str, np.ndarray], gold: np.ndarray, out
 
 
 def verify(
-    cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any], requantize: Callable[[str], None]
+    cfg: "ExportConfig", train: "TrainRun", out: Path, metrics: dict[str, Any], requantize: Callable[[str], None],
+    recipes: tuple[str, ...] | list[str] = RECIPES,
 ) -> None:
     """Run every check on the folder `out`, adding what it measures to `metrics`; raise on a failed check.
-    `requantize(recipe)` rewrites model.int8.onnx with another of quantization.RECIPES when int8 loses accuracy."""
+    model.int8.onnx holds `recipes[0]`; `requantize(recipe)` rewrites it with the next of `recipes` (all of
+    quantization.RECIPES, the fastest first) while int8 loses accuracy."""
     ref = TorchReference(train.model_dir, train.max_length)
     if cfg.threads:
         ref.torch.set_num_threads(cfg.threads)
@@ -213,7 +215,7 @@ def verify(
     preds["onnx_fp32"] = predictions(onnx["onnx_fp32"].batch_logits, vtexts)
     if cfg.quantize == "int8":
         onnx["onnx_int8"] = Predictor(out, "model.int8.onnx", threads)
-        shipped, tried = choose_int8_recipe(cfg, out, onnx, threads, preds, gold, vtexts, requantize)
+        shipped, tried = choose_int8_recipe(cfg, out, onnx, threads, preds, gold, vtexts, requantize, recipes)
         metrics.update(int8_recipes_tried=tried, int8_recipe=shipped["recipe"], accuracy_drop_points=shipped["accuracy_drop_points"],
                        int8_agreement_with_torch=shipped["agreement_with_torch"])  # fmt: skip
     engines = metrics["engines"] = {name: {"val_accuracy": float((p == gold).mean())} for name, p in preds.items()}
@@ -237,9 +239,9 @@ def verify(
 
 def choose_int8_recipe(
     cfg: "ExportConfig", out: Path, onnx: dict[str, Predictor], threads: int, preds: dict[str, np.ndarray],
-    gold: np.ndarray, texts: list[str], requantize: Callable[[str], None],
+    gold: np.ndarray, texts: list[str], requantize: Callable[[str], None], recipes: tuple[str, ...] | list[str] = RECIPES,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Try the int8 recipes in order until one is within --max-accuracy-drop; leave the one that ships on disk
+    """Try the int8 recipes in order (the first is on disk) until one is within --max-accuracy-drop; leave the one that ships on disk
     (and in `onnx`, its predictions in `preds`). Returns its report and every recipe's."""
 
     def quantized(recipe: str | None) -> np.ndarray:
@@ -249,7 +251,7 @@ def choose_int8_recipe(
         return predictions(onnx["onnx_int8"].batch_logits, texts)
 
     tried = []
-    for i, recipe in enumerate(RECIPES):
+    for i, recipe in enumerate(recipes):
         preds["onnx_int8"] = quantized(recipe if i else None)
         tried.append(int8_report(recipe, preds, gold, out))
         if tried[-1]["accuracy_drop_points"] <= cfg.max_accuracy_drop + 1e-9:

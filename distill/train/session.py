@@ -125,6 +125,7 @@ class Session:
                 data_collator=D.SoftLabelCollator(self.tokenizer), compute_metrics=D.compute_metrics_for(len(self.plan.data.labels)),
                 callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)],
                 temperature=cfg.temperature, alpha=cfg.alpha if self.plan.loss == "kd" else 0.0, weights=self.weights,
+                length_grouped=cfg.length_grouped,  # batches of similar-length texts: little padding (trainer.py)
             )  # fmt: skip
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -91,8 +92,10 @@ class SoftLabelCollator:
 class DistillationTrainer(Trainer):
     """The Hugging Face Trainer with one step replaced: the loss (KD on soft labels, or weighted CE)."""
 
-    def __init__(self, *args: Any, temperature: float, alpha: float, weights: list[float] | None, **kwargs: Any):
+    def __init__(self, *args: Any, temperature: float, alpha: float, weights: list[float] | None, length_grouped: bool = False,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.length_grouped = length_grouped
         self.temperature, self.alpha = temperature, alpha
         self.weights = torch.tensor(weights, dtype=torch.float32) if weights else None
         self.model_accepts_loss_kwargs = False  # our loss is a mean over the batch; let Trainer scale it
@@ -103,6 +106,72 @@ class DistillationTrainer(Trainer):
         outputs = model(**inputs)
         loss = distillation_loss(outputs.logits, targets, soft, self.temperature, self.alpha, self.weights)
         return (loss, outputs) if return_outputs else loss
+
+    # Length grouping (TrainConfig.length_grouped): training batches of similar-length texts, and evaluation and
+    # prediction over texts sorted by length, so a batch pads to about its own texts' length instead of the
+    # longest one's. The order is undone for predict(): callers read predictions in the order of their rows.
+    def _get_train_sampler(self, train_dataset=None):  # noqa: D102
+        rows = self.train_dataset if train_dataset is None else train_dataset
+        if not (self.length_grouped and isinstance(rows, list)):
+            return super()._get_train_sampler(*([train_dataset] if train_dataset is not None else []))
+        return LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.args.train_batch_size, self.args.seed)
+
+    def evaluate(self, eval_dataset=None, *args: Any, **kwargs: Any):  # noqa: D102
+        rows = self.eval_dataset if eval_dataset is None else eval_dataset
+        if self.length_grouped and isinstance(rows, list):
+            eval_dataset = [rows[i] for i in by_length(rows)]
+        return super().evaluate(eval_dataset, *args, **kwargs)
+
+    def predict(self, test_dataset, *args: Any, **kwargs: Any):  # noqa: D102
+        if not (self.length_grouped and isinstance(test_dataset, list)) or not test_dataset:
+            return super().predict(test_dataset, *args, **kwargs)
+        order = by_length(test_dataset)
+        out = super().predict([test_dataset[i] for i in order], *args, **kwargs)
+        back = np.argsort(order)
+        undo = lambda a: a[back] if isinstance(a, np.ndarray) and len(a) == len(order) else a  # noqa: E731
+        return out._replace(predictions=undo(out.predictions), label_ids=undo(out.label_ids))
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Row indices in batches of similar length, batches in random order.
+
+    Each epoch: shuffle, cut into chunks of CHUNK batches, sort each chunk by length and cut it into batches,
+    then shuffle the batches (the last, partial one stays last so the DataLoader's batches line up with
+    ours). On 2,000 Pang & Lee sentences (28 tokens on average, longest 66) batches of 16 carry 94% real
+    tokens instead of 56%, and each batch's label mix is the same as in random batches (60% majority label
+    either way). Unlike transformers' group_by_length, batches do not go from the longest to the shortest
+    within a group: that order made a toy task's training collapse to one class.
+    """
+
+    CHUNK = 16
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        size, batches = self.batch_size, []
+        for c in range(0, len(order), size * self.CHUNK):
+            chunk = sorted(order[c : c + size * self.CHUNK], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        full = [b for b in batches if len(b) == size]
+        rest = [i for b in batches if len(b) < size for i in b]
+        for k in torch.randperm(len(full), generator=g).tolist():
+            yield from full[k]
+        yield from rest
+
+
+def by_length(rows: list[dict[str, Any]]) -> list[int]:
+    """Row indices ordered by token count (stable, so equal lengths keep their order)."""
+    return sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
 
 
 class SummaryProgress(ProgressCallback):

@@ -141,3 +141,31 @@ def test_predict_refuses_an_unfinished_export(tiny_export: Path, tmp_path: Path)
     (half / "manifest.json").unlink()
     result = predict_cli(half, "--text", "a")
     assert result.exit_code == 2 and "did not finish" in result.output
+
+
+def test_token_batches_keep_similar_lengths_together_and_every_text_once() -> None:
+    from distill.runtime import PAD_SLACK, PAD_TOKENS, token_batches
+
+    lengths = [5, 120, 6, 7, 30, 31, 5, 128, 29, 6] * 10
+    batches = token_batches(lengths, 32)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 32
+        shortest, longest = min(lengths[i] for i in b), max(lengths[i] for i in b)
+        assert longest <= max(shortest * (1 + PAD_SLACK), shortest + PAD_TOKENS)
+    assert len(token_batches([10] * 100, 32)) == 4  # equal lengths: full batches
+
+
+def test_predict_in_token_batches_gives_the_padded_batch_answers(tiny_export: Path) -> None:
+    """predict() tokenizes once unpadded and pads per batch itself: the same inputs as the padding tokenizer."""
+    import numpy as np
+
+    from distill.runtime import Predictor
+
+    p = Predictor(tiny_export, "model.onnx")
+    texts = ["the soup was cold", "lovely staff and a great view over the harbour at sunset", "ok", "rude " * 300]
+    rows = p.predict(texts, batch_size=2)
+    for text, row in zip(texts, rows):
+        probs, cut = p.probabilities([text])
+        assert np.allclose([row["probs"][lab] for lab in p.labels], probs[0], atol=1e-5)
+        assert row["truncated"] == cut[0] and row["text"] == text

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.train.trainer import (
+    LengthGroupedBatches,
     SoftLabelCollator,
     class_weights,
     classification_metrics,
@@ -121,3 +122,22 @@ def test_freezing_keeps_embeddings_and_the_lowest_layers_as_pretrained(tiny_bert
     assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier.weight" in trainable
     with pytest.raises(BadInput, match="has 2 layers"):
         freeze_lower_layers(model, 3)
+
+
+def test_length_grouped_batches_pad_little_cover_every_row_and_shuffle_batches():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 66) for _ in range(1000)]
+    sampler = LengthGroupedBatches(lengths, 16, seed=0)
+    epochs = [list(sampler), list(sampler)]
+    for order in epochs:
+        assert sorted(order) == list(range(1000))  # every row once per epoch
+        batches = [order[i : i + 16] for i in range(0, 1000, 16)]
+        padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+        assert sum(lengths) / padded > 0.85  # random batches of 16 carry ~55% real tokens
+        # not from the longest to the shortest: the batches' order is shuffled
+        tops = [max(lengths[i] for i in b) for b in batches[:-1]]
+        assert tops != sorted(tops) and tops != sorted(tops, reverse=True)
+    assert epochs[0] != epochs[1]  # a new order every epoch
+    assert list(LengthGroupedBatches(lengths, 16, seed=0)) == epochs[0]  # and the same one for the same seed
