@@ -185,6 +185,9 @@ class FakeOpenAI:
                 path = self.path.split("?")[0]
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                if len(raw) < length:  # the client died mid-request (a kill -9): nothing was asked, record nothing
+                    self.close_connection = True
+                    return
                 if path.endswith("/files"):
                     return self._send(200, fake._store_upload(raw, self.headers.get("Content-Type", "")))
                 try:

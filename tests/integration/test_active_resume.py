@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
@@ -30,10 +29,6 @@ def cached_answers(cache: Path) -> int:
         return 0
 
 
-# Open bug, seen at the end of the 2026-12-02 session on main: after the kill, the rerun asked one request whose
-# text the fake read as "" besides the 35 unanswered rows (36 == 61 - 26 failed); it also timed out waiting for the
-# labeler at load ~5. Not strict: the test passed on a quieter machine. Kept running so that it reports the bug.
-@pytest.mark.xfail(reason="rerun after kill -9 mid-round asked one extra request (text ''); under investigation", strict=False)
 def test_kill_9_mid_round_then_rerun_asks_nothing_twice(tmp_path):
     data = pool_csv(tmp_path / "pool.csv", 120)
     out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
@@ -43,11 +38,12 @@ def test_kill_9_mid_round_then_rerun_asks_nothing_twice(tmp_path):
                           "--concurrency", "2", "--cache", str(cache))
         proc = subprocess.Popen([sys.executable, "-m", "distill.cli", *args], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # the child imports torch: slow on a busy machine
         while (not cache.exists() or cached_answers(cache) < 26) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)  # 1 calibration answer + 20 seed rows + 5 of round 1: the kill lands inside round 1
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        time.sleep(0.5)  # requests the dead child had sent finish in the fake (delay 0.05 s) before we count
         answered = cached_answers(cache)
         assert 26 <= answered < 61, answered
         assert not (out / "manifest.json").exists()
