@@ -216,7 +216,8 @@ def active_part(args, p: dict, emb: dict[str, np.ndarray]) -> dict:
                     for f in ("embeddings.npy", "embeddings.json"):  # the same pool: embed once, not 18 times
                         shutil.copy(work / "emb" / f, out / f)
                     t0 = time.perf_counter()
-                    label(label_config(p, budget=budget, selection=selection, selection_seed=seed), out)
+                    # overwrite: the folder holds only the copied embeddings (check_out refuses foreign files otherwise)
+                    label(label_config(p, budget=budget, selection=selection, selection_seed=seed), out, overwrite=True)
                     print(f"{out.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
                 m = json.loads((out / "metrics.json").read_text())
                 assert m["teacher_calls"] == 0 and not m["errors"], f"{out}: not every answer was cached"
