@@ -20,9 +20,10 @@ def model_card(cfg: TrainConfig, m: dict) -> str:
     st = m.get("self_training")
     if st:
         r = st["rounds"][st["kept_round"]]
+        floor = "" if st.get("threshold") is None else f", confidence >= {st['threshold']}"
         gold += (f"\nSelf-training: {len(st['rounds']) - 1} round(s) on {st['unlabeled_rows']} texts the teacher never labeled "
-                 f"(confidence >= {st['threshold']}); kept round {st['kept_round']} ({r['pseudo_rows']} of the student's own labels), "
-                 f"the best on validation.\n")
+                 f"(the surest {100 * st.get('keep', 1):.0f}% each round{floor}); kept round {st['kept_round']} "
+                 f"({r['pseudo_rows']} of the student's own labels), the best on validation.\n")
     taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
     return f"""# Text classifier distilled with `distill`
 

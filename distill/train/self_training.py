@@ -44,24 +44,24 @@ def read_unlabeled(path: str, text_column: str | None, exclude: set[str], max_ro
     return kept[:max_rows] if max_rows else kept, overlap
 
 
-def select_confident(probs: Sequence[Sequence[float]], threshold: float, shares: Sequence[float]) -> list[int]:
-    """Indices of rows whose top probability reaches `threshold`, most confident first per class, trimmed so
-    the kept rows follow `shares` (the class shares of the teacher's training rows)."""
+def select_confident(probs: Sequence[Sequence[float]], keep: float, shares: Sequence[float], threshold: float | None = None) -> list[int]:
+    """Indices of the `keep` share of rows the student is surest of (top probability at least `threshold` when
+    given), most confident first per class, in `shares` (the class shares of the teacher's training rows)."""
     by_class: dict[int, list[tuple[float, int]]] = {}
     for i, p in enumerate(probs):
         c = max(range(len(p)), key=p.__getitem__)
-        if p[c] >= threshold:
+        if threshold is None or p[c] >= threshold:
             by_class.setdefault(c, []).append((p[c], i))
     active = [c for c, s in enumerate(shares) if s > 0]
     if not active or any(c not in by_class for c in active):
-        return []  # a class the student never predicts with confidence: keeping the others would skew the pool
-    # The largest pool with exactly these shares that every class can fill.
-    total = min(len(by_class[c]) / shares[c] for c in active)
-    keep: list[int] = []
+        return []  # a class the student never predicts (with confidence): keeping the others would skew the pool
+    # The largest pool with exactly these shares that every class can fill, at most `keep` of all rows.
+    total = min(keep * len(probs), *(len(by_class[c]) / shares[c] for c in active))
+    kept: list[int] = []
     for c in active:
         ranked = sorted(by_class[c], reverse=True)
-        keep += [i for _, i in ranked[: max(1, math.floor(total * shares[c]))]]
-    return sorted(keep)
+        kept += [i for _, i in ranked[: max(1, math.floor(total * shares[c]))]]
+    return sorted(kept)
 
 
 def softmax_rows(logits: Any) -> list[list[float]]:
@@ -81,7 +81,8 @@ def self_train(
     unlabeled: list[str],
     shares: Sequence[float],
     rounds: int,
-    threshold: float,
+    keep: float,
+    threshold: float | None,
     soft: bool,
     score: Callable[[Any], dict],
     first: dict,
@@ -101,18 +102,19 @@ def self_train(
         t0 = time.perf_counter()
         trainer = make_trainer(train_rows, r)  # a throwaway Trainer only to predict with the current weights
         probs = softmax_rows(trainer.predict(encode_rows(unlabeled, [0] * len(unlabeled), None)).predictions)
-        keep = select_confident(probs, threshold, shares)
-        if not keep:
-            history.append({"round": r, "pseudo_rows": 0, "stopped": f"no class reached confidence {threshold}"})
+        chosen = select_confident(probs, keep, shares, threshold)
+        if not chosen:
+            history.append({"round": r, "pseudo_rows": 0, "stopped": f"the student predicts some class for no text (above {threshold})"})
             break
-        targets = [max(range(len(probs[i])), key=probs[i].__getitem__) for i in keep]
-        pseudo = encode_rows([unlabeled[i] for i in keep], targets, [probs[i] for i in keep] if soft else None)
+        targets = [max(range(len(probs[i])), key=probs[i].__getitem__) for i in chosen]
+        pseudo = encode_rows([unlabeled[i] for i in chosen], targets, [probs[i] for i in chosen] if soft else None)
         trainer = make_trainer(train_rows + pseudo, r)
         trainer.train()
         s = score(trainer)
-        history.append({"round": r, "pseudo_rows": len(keep), "seconds": round(time.perf_counter() - t0, 2), **s})
+        history.append({"round": r, "pseudo_rows": len(chosen), "min_confidence": round(min(max(probs[i]) for i in chosen), 4),
+                        "seconds": round(time.perf_counter() - t0, 2), **s})
         if s["selection"] > history[best]["selection"]:
             best, best_state = len(history) - 1, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return {"rounds": history, "kept_round": history[best]["round"], "unlabeled_rows": len(unlabeled),
-            "threshold": threshold}
+            "keep": keep, "threshold": threshold}

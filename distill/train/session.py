@@ -164,7 +164,7 @@ class Session:
             model=self.model, make_trainer=lambda rows, r: self.trainer(rows, r)[0], encode_rows=self.encode,
             train_rows=self.train_rows, unlabeled=plan.unlabeled,
             shares=[counts[i] / len(plan.train_idx) for i in range(len(plan.data.labels))],
-            rounds=cfg.self_training_rounds, threshold=cfg.self_training_threshold, soft=plan.loss == "kd",
+            rounds=cfg.self_training_rounds, keep=cfg.self_training_keep, threshold=cfg.self_training_threshold, soft=plan.loss == "kd",
             score=self.score, first=self.score(trainer),
         )  # fmt: skip
         result["unlabeled_overlap_removed"] = plan.unlabeled_overlap

@@ -39,7 +39,7 @@ def test_self_training_improves_the_student_on_held_out_rows(tmp_path, tiny_bert
     unlabeled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in pool), encoding="utf-8")
     gold = write_rows_csv(tmp_path / "gold.csv", list({r["text"]: r for r in rows(UNKNOWN, 120, rng)}.values()))
     m = train(train_config(tmp_path, run, tiny_bert_dir, gold=str(gold), unlabeled=str(unlabeled), self_training_rounds=2,
-                  self_training_threshold=0.6, self_training_epochs=6, epochs=10), tmp_path / "train")
+                  self_training_keep=1.0, self_training_threshold=0.6, self_training_epochs=6, epochs=10), tmp_path / "train")
     st = m["self_training"]
     first, later = st["rounds"][0], st["rounds"][1:]
     assert [r["round"] for r in st["rounds"]] == [0, 1, 2] and all(r["pseudo_rows"] > 0 for r in later)
@@ -60,7 +60,14 @@ def test_unlabeled_rows_the_teacher_labeled_are_left_out(tmp_path):
 
 def test_confident_rows_keep_the_teachers_class_shares():
     probs = [[0.99, 0.01], [0.95, 0.05], [0.97, 0.03], [0.6, 0.4], [0.05, 0.95], [0.5, 0.5]]
-    # 3 confident negatives, 1 confident positive, shares 50/50: one of each, the most confident.
-    assert select_confident(probs, 0.9, [0.5, 0.5]) == [0, 4]
-    assert select_confident(probs, 0.9, [0.75, 0.25]) == [0, 1, 2, 4]
-    assert select_confident(probs, 0.99, [0.5, 0.5]) == []  # no confident positive: keep nothing
+    # With a floor of 0.9: 3 confident negatives, 1 confident positive, shares 50/50: one of each, the surest.
+    assert select_confident(probs, 1.0, [0.5, 0.5], 0.9) == [0, 4]
+    assert select_confident(probs, 1.0, [0.75, 0.25], 0.9) == [0, 1, 2, 4]
+    assert select_confident(probs, 1.0, [0.5, 0.5], 0.99) == []  # no confident positive: keep nothing
+    # No floor: the surest half (3 of 6), as near the shares as whole rows allow: 1 positive, 1-2 negatives.
+    assert select_confident(probs, 0.5, [0.5, 0.5]) == [0, 4]
+    assert select_confident(probs, 0.5, [2 / 3, 1 / 3]) == [0, 2, 4]
+    # A soft-labeled student that is never above 0.9 still keeps its surest rows (the fixed 0.9 bar kept none).
+    soft = [[0.8, 0.2], [0.7, 0.3], [0.55, 0.45], [0.3, 0.7], [0.15, 0.85], [0.45, 0.55]]
+    assert select_confident(soft, 0.5, [0.5, 0.5]) == [0, 4]
+    assert select_confident(soft, 1.0, [0.5, 0.5]) == [0, 1, 2, 3, 4, 5]
