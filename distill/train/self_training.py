@@ -104,7 +104,8 @@ def self_train(
         probs = softmax_rows(trainer.predict(encode_rows(unlabeled, [0] * len(unlabeled), None)).predictions)
         chosen = select_confident(probs, keep, shares, threshold)
         if not chosen:
-            history.append({"round": r, "pseudo_rows": 0, "stopped": f"the student predicts some class for no text (above {threshold})"})
+            floor = "" if threshold is None else f" with confidence >= {threshold}"
+            history.append({"round": r, "pseudo_rows": 0, "stopped": f"some label is predicted for no unlabeled text{floor}"})
             break
         targets = [max(range(len(probs[i])), key=probs[i].__getitem__) for i in chosen]
         pseudo = encode_rows([unlabeled[i] for i in chosen], targets, [probs[i] for i in chosen] if soft else None)
