@@ -1,6 +1,6 @@
 """How far a linear student on frozen sentence embeddings goes, on the teacher's labels and on the true ones.
 
-    OMP_NUM_THREADS=2 python benchmarks/frozen_features.py mpnet      # ~220 s on 2 cores (embeds 2,700 texts once)
+    OMP_NUM_THREADS=2 python benchmarks/frozen_features.py mpnet      # ~220 s on 2 cores (embeds 3,000 texts once)
     OMP_NUM_THREADS=2 python benchmarks/frozen_features.py minilm
 
 Reads the quality benchmark's Pang & Lee work folder (run `benchmarks/quality.py --label-only` first): the
@@ -14,7 +14,6 @@ accuracy. The gap between (a) and (b) is what the teacher's label noise costs th
 from __future__ import annotations
 
 import csv
-import json
 import sys
 
 import numpy as np
@@ -28,12 +27,12 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from distill.audit.proxy import cached_embeddings
+    from distill.runs import read_jsonl
 
     model = sys.argv[1] if len(sys.argv) > 1 else "mpnet"
     if not (WORK / "label" / "labels.jsonl").is_file():
         raise SystemExit(f"{WORK}/label: missing; run `python benchmarks/quality.py --label-only` first")
-    rows = [json.loads(x) for x in (WORK / "label" / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
-    rows = [r for r in rows if r["label"] in LABELS]
+    rows = [r for r in read_jsonl(WORK / "label" / "labels.jsonl") if r["label"] in LABELS]
     with open(WORK / "test-gold.csv", encoding="utf-8") as f:
         test = list(csv.reader(f))[1:]
     with open(WORK / "train-true-labels.csv", encoding="utf-8") as f:

@@ -86,7 +86,7 @@ def main() -> None:
     _, train_rows, test_rows, _ = split(pang_lee(OUT / "data"), a.train, a.test, 6, a.seed)
     if a.steps:
         return step_costs(train_rows, a.steps)
-    work = OUT / "training"
+    work = OUT / f"training-s{a.seed}"  # a folder per seed (split and training seed): the run guard refuses reuse
     work.mkdir(parents=True, exist_ok=True)
     data, gold = write_csv(work / "train.csv", train_rows), write_csv(work / "gold.csv", test_rows)
     results = {}
