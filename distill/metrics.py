@@ -107,6 +107,7 @@ class TrainMetrics(TypedDict, total=False):
     samples_per_second: float | None
     self_training: dict[str, Any] | None
     freeze_layers: int
+    reinit_layers: int
     lora: dict[str, Any] | None
     device: str
     precision: str

@@ -53,36 +53,43 @@ def timing_feeds(encode: Callable[[list[str]], tuple[Feeds, list[bool]]], texts:
     return [encode([t])[0] for t in sample], [encode(b)[0] for b in batches]
 
 
-def best_times(run: Callable[[Feeds], Any], feeds: list[Feeds]) -> list[float]:
-    """ms per call, the best of TIMING_ROUNDS rounds for each input."""
-    ms = [float("inf")] * len(feeds)
-    for _ in range(TIMING_ROUNDS):
-        for i, f in enumerate(feeds):
-            t = time.perf_counter()
-            run(f)
-            ms[i] = min(ms[i], 1000 * (time.perf_counter() - t))
-    return ms
+def time_engines(runs: dict[str, Callable[[Feeds], Any]], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, dict[str, float]]:
+    """Per engine: the median over texts of ms at batch 1, and items per second at batch 32. The engines take
+    turns, a whole pass over the inputs each, TIMING_ROUNDS times, and each (engine, input) keeps its best. Timed
+    one engine after another (all its rounds, then the next), a burst of load from elsewhere fell on whichever
+    engine's turn it was: on a quiet 2-core machine four int8 candidates of one MiniLM ranked in a different
+    order from one export to the next. Turns per input instead of per pass are worse: each runtime's idle
+    threads spin for a while after a call (OpenMP's and onnxruntime's), and took the cores from the next engine
+    (PyTorch 22 ms a text became 71)."""
+    for run in runs.values():
+        for f in feeds1[:2] + feeds32[:1]:
+            run(f)  # warm-up: first runs allocate and pick kernels
 
+    def best(feeds: list[Feeds]) -> dict[str, list[float]]:
+        ms = {name: [float("inf")] * len(feeds) for name in runs}
+        for _ in range(TIMING_ROUNDS):
+            for name, run in runs.items():
+                for i, f in enumerate(feeds):
+                    t = time.perf_counter()
+                    run(f)
+                    ms[name][i] = min(ms[name][i], 1000 * (time.perf_counter() - t))
+        return ms
 
-def time_engine(run: Callable[[Feeds], Any], feeds1: list[Feeds], feeds32: list[Feeds]) -> dict[str, float]:
-    """Median over texts of ms at batch 1; items per second at batch 32. Every call is timed as the best of
-    TIMING_ROUNDS rounds: on a shared machine other processes only ever add time."""
-    for f in feeds1[:2] + feeds32[:1]:
-        run(f)  # warm-up: first runs allocate and pick kernels
-    ms1, ms32 = best_times(run, feeds1), best_times(run, feeds32)
+    ms1, ms32 = best(feeds1), best(feeds32)
     items = sum(len(next(iter(f.values()))) for f in feeds32)
-    return {"latency_ms_batch1": statistics.median(ms1), "items_per_second_batch32": 1000 * items / sum(ms32)}
+    return {name: {"latency_ms_batch1": statistics.median(ms1[name]), "items_per_second_batch32": 1000 * items / sum(ms32[name])}
+            for name in runs}
 
 
-def time_graph(path: Path, tokenizer: Any, texts: list[str], n: int, threads: int | None) -> dict[str, float]:
-    """ms per item at batch 1 and 32 for one ONNX file: how export.py picks between graph variants."""
+def time_graphs(paths: dict[Any, Path], tokenizer: Any, texts: list[str], n: int, threads: int | None) -> dict[Any, dict[str, float]]:
+    """ms per item at batch 1 and 32 for each ONNX file, side by side: how export.py picks between graph variants."""
     from distill.runtime import encode, session
 
-    sess = session(path, threads)
-    names = [i.name for i in sess.get_inputs()]
+    sessions = {k: session(path, threads) for k, path in paths.items()}
+    names = [i.name for i in next(iter(sessions.values())).get_inputs()]
     feeds1, feeds32 = timing_feeds(lambda b: encode(tokenizer, b, names), texts, n)
-    t = time_engine(lambda f: sess.run(["logits"], f), feeds1, feeds32)
-    return {"batch1": t["latency_ms_batch1"], "batch32": 1000 / t["items_per_second_batch32"]}
+    t = time_engines({k: (lambda f, s=s: s.run(["logits"], f)) for k, s in sessions.items()}, feeds1, feeds32)
+    return {k: {"batch1": v["latency_ms_batch1"], "batch32": 1000 / v["items_per_second_batch32"]} for k, v in t.items()}
 
 
 class TorchReference:
@@ -272,8 +279,7 @@ def measure_engines(
     fields of distill.metrics.EngineFigures) to `engines`, keyed torch / onnx_fp32 / onnx_int8."""
     feeds1, feeds32 = timing_feeds(onnx["onnx_fp32"].encode, texts, n)
     runs: dict[str, Callable[[Feeds], Any]] = {"torch": ref.logits, **{name: p.logits for name, p in onnx.items()}}
-    for name, run in runs.items():
-        t = time_engine(run, feeds1, feeds32)
+    for name, t in time_engines(runs, feeds1, feeds32).items():
         size = sum(p.stat().st_size for p in train.model_dir.glob("*.safetensors")) if name == "torch" else total_size(onnx[name].run_dir / onnx[name].model_file)
         engines[name] = {"size_bytes": size, **t, "ms_per_item_batch32": 1000 / t["items_per_second_batch32"], **engines[name]}
 

@@ -121,7 +121,7 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
     here, timed on the validation texts; returns what was decided. The int8 recipes timed are those of the same
     size (quantization.SPEED_RECIPES); the verification tries them fastest first and falls back to the others
     only when accuracy asks for it."""
-    from distill.export.checks import time_graph
+    from distill.export.checks import time_graphs
     from distill.export.large import needs_external
     from distill.runtime import load_tokenizer
 
@@ -144,7 +144,7 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
     decision: dict[str, Any] = {"kept": "plain", "reason": why_not, "int8_recipes": list(recipes) if recipes[0] else None}
     if len(files) > 1:
         texts, tok = [r["text"] for r in train.val], load_tokenizer(out, train.max_length, pad_id)
-        t = {k: time_graph(path, tok, texts, cfg.latency_texts, cfg.threads) for k, path in files.items()}
+        t = time_graphs(files, tok, texts, cfg.latency_texts, cfg.threads)
         # One figure per candidate: the geometric mean of ms per text at batch 1 and at batch 32.
         score = {k: (v["batch1"] * v["batch32"]) ** 0.5 for k, v in t.items()}
         best = {g: min((k for k in files if k[0] == g), key=score.get) for g in graphs}

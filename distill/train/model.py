@@ -78,21 +78,41 @@ def load_student(name: str, labels: list[str], trust_remote_code: bool = False) 
     return model, tokenizer
 
 
+def transformer_layers(model: Any, n: int, flag: str) -> Any:
+    """The student's list of transformer layers, found by name (BERT, MPNet, RoBERTa and DeBERTa:
+    `encoder.layer`; Qwen, Llama: `layers`), checked to hold at least `n`."""
+    base = model.base_model
+    blocks = getattr(getattr(base, "encoder", None), "layer", None) or getattr(base, "layers", None)
+    if blocks is None:
+        raise BadInput(f"{flag} {n}: cannot find the transformer layers of {type(model).__name__}; use 0.")
+    if n > len(blocks):
+        raise BadInput(f"{flag} {n}: the student has {len(blocks)} layers; use 0 to {len(blocks)}.")
+    return blocks
+
+
+def reinit_top_layers(model: Any, n: int) -> None:
+    """Start the top `n` transformer layers (and BERT's pooler) from fresh weights, as the model's own
+    initialisation draws them: the top of a pretrained encoder is the most specific to its pretraining task,
+    and re-initialising it helped few-sample fine-tuning of BERT (Zhang et al., "Revisiting Few-sample BERT
+    Fine-tuning", 2021). An ablation row of the quality benchmark (README, Quality); off by default."""
+    if n <= 0:
+        return
+    blocks = transformer_layers(model, n, "--reinit-layers")
+    for module in [*blocks[len(blocks) - n :], getattr(model.base_model, "pooler", None)]:
+        if module is not None:
+            module.apply(model._init_weights)
+
+
 def freeze_lower_layers(model: Any, n: int) -> None:
     """Keep the embeddings and the lowest `n` transformer layers as pretrained (no gradients, no optimizer state).
 
     On a CPU the backward pass is two thirds of a step; the lower layers of a sentence encoder hold general
-    features that a few thousand rows barely move. Finds the layer list by name (BERT, MPNet, RoBERTa and
-    DeBERTa: `encoder.layer`; Qwen, Llama: `layers`).
+    features that a few thousand rows barely move.
     """
     if n <= 0:
         return
     base = model.base_model
-    blocks = getattr(getattr(base, "encoder", None), "layer", None) or getattr(base, "layers", None)
-    if blocks is None:
-        raise BadInput(f"--freeze-layers {n}: cannot find the transformer layers of {type(model).__name__}; use 0.")
-    if n > len(blocks):
-        raise BadInput(f"--freeze-layers {n}: the student has {len(blocks)} layers; use 0 to {len(blocks)}.")
+    blocks = transformer_layers(model, n, "--freeze-layers")
     embeddings = getattr(base, "embeddings", None) or getattr(base, "embed_tokens", None)
     for module in [embeddings, *blocks[:n]]:
         if module is not None:

@@ -84,13 +84,15 @@ class Session:
 
     def open_run(self, replace: bool = False) -> None:
         """Rank 0 starts the run folder (a stale interrupted run's checkpoints go); the student is made ready."""
-        from distill.train.model import freeze_lower_layers
+        from distill.train.model import freeze_lower_layers, reinit_top_layers
 
         if self.rank == 0:
             start_run(self.out, "train", self.cfg.resolved(), replace=replace)  # replace: --overwrite
             if self.plan.resume_from is None:
                 shutil.rmtree(self.out / "checkpoints", ignore_errors=True)  # a stale interrupted run must not mix in
         self.D.barrier()
+        if self.plan.resume_from is None:  # a resumed run loads its checkpoint's weights over these anyway
+            reinit_top_layers(self.model, self.cfg.reinit_layers)
         freeze_lower_layers(self.model, self.cfg.freeze_layers)
         if self.cfg.lora:
             from distill.train import lora
@@ -194,7 +196,7 @@ class Session:
             "truncated_rows": sum(len(r["input_ids"]) >= self.max_length for r in self.train_rows),
             "seconds": round(fit.seconds, 2),
             "samples_per_second": round(epochs_run * len(plan.train_idx) / fit.first_seconds, 2) if fit.first_seconds > 0 else None,
-            "self_training": fit.self_training, "freeze_layers": cfg.freeze_layers,
+            "self_training": fit.self_training, "freeze_layers": cfg.freeze_layers, "reinit_layers": cfg.reinit_layers,
             "lora": {"rank": cfg.lora_rank, "trainable_share": lora_share} if cfg.lora else None,
             "device": (self.torch.cuda.get_device_name(0) if self.cuda else "cpu") + (f" x{self.world_size}" if self.world_size > 1 else ""),
             "precision": self.precision, "loss": plan.loss, "epochs": round(state.epoch, 3), "steps": state.global_step,

@@ -124,6 +124,23 @@ def test_freezing_keeps_embeddings_and_the_lowest_layers_as_pretrained(tiny_bert
         freeze_lower_layers(model, 3)
 
 
+def test_reinit_draws_the_top_layer_and_pooler_afresh_and_leaves_the_rest(tiny_bert_dir):
+    import torch
+
+    from distill.train.model import load_student, reinit_top_layers
+
+    model, _ = load_student(str(tiny_bert_dir), ["negative", "positive"])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    torch.manual_seed(1)
+    reinit_top_layers(model, 1)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(n.startswith("bert.encoder.layer.1.") and n.endswith("weight") for n in changed)
+    assert any(n.startswith("bert.pooler.") for n in changed)
+    assert not any(n.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for n in changed)
+    with pytest.raises(BadInput, match="--reinit-layers 3: the student has 2 layers"):
+        reinit_top_layers(model, 3)
+
+
 def test_length_grouped_batches_pad_little_cover_every_row_and_shuffle_batches():
     import random
 
