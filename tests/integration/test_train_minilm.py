@@ -16,12 +16,13 @@ def test_minilm_alias_trains_offline_and_loads_in_a_pipeline(tmp_path, capfd):
     run = make_label_run(tmp_path / "label", toy_rows(96))
     out = tmp_path / "train"
     result = CliRunner().invoke(app, ["train", str(run), "--student", "minilm", "--out", str(out),
-                                      "--max-steps", "12", "--eval-steps", "6"])
+                                      "--max-steps", "24", "--eval-steps", "6"])
     assert result.exit_code == 0, result.output
     assert "newly initialized" not in result.output + capfd.readouterr().err  # the expected fresh-head warning
     m = read_json(out / "metrics.json")
-    assert m["steps"] == 12 and m["loss"] == "kd" and m["precision"] == "fp32"
-    # a pretrained sentence encoder separates the toy sentiment words after a dozen steps
+    assert m["steps"] == 24 and m["loss"] == "kd" and m["precision"] == "fp32"
+    # a pretrained sentence encoder separates the toy sentiment words after two dozen steps (after 12 it was
+    # 64-93% on 14 validation rows depending on the seed and batch order; after 24, 100% on seeds 0 and 1)
     assert m["val_accuracy"] >= 0.8, m
 
     from transformers import AutoConfig, pipeline
