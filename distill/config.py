@@ -159,8 +159,9 @@ class TrainConfig(_Config):
 
     data: str | None = None
     """A finished label run folder, or a labeled .csv/.jsonl/.parquet file."""
-    student: str = "minilm"
-    """minilm, mpnet, qwen0.5b (see `distill students`; installed on first use), a local model folder, or a hub id."""
+    student: str = "auto"
+    """auto (mpnet on a GPU or for up to 2,000 training rows, minilm beyond), minilm, mpnet, qwen0.5b (see
+    `distill students`; installed on first use), a local model folder, or a hub id."""
     text_column: str = "text"
     """Text column of a labeled file / the gold file."""
     label_column: str = "label"

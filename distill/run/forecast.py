@@ -15,6 +15,7 @@ from distill.config import PipelineConfig
 from distill.data import load_texts
 from distill.runs import read_json
 from distill.train.data import validation_size
+from distill.train.registry import choose
 from distill.train.schedule import derive_schedule
 
 
@@ -77,8 +78,8 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
         train_rows = max(1, rows - validation_size(rows, labels, cfg.train.val_fraction, cfg.train.val_max_rows))
         sched = derive_schedule(train_rows, cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
         total_steps, epochs = sched.total_steps, sched.epochs
-        speed, what = _student_speed(cfg.train.student)
         gpu = shutil.which("nvidia-smi") is not None
+        speed, what = _student_speed(choose(cfg.train.student, train_rows, gpu))
         if gpu:
             speed *= GPU_SPEEDUP
         sec = total_steps * cfg.train.batch_size / speed + 10

@@ -7,6 +7,7 @@ each call, so the tests see which stages ran and with which config.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,13 @@ def test_plan_estimates_the_rows_and_epochs_train_will_run(recipe, tmp_path, set
     (tmp_path / "data" / "texts.txt").write_text("".join(f"{'good' if i % 2 else 'bad'} text {i}\n" for i in range(40)))
     note = next(s.note for s in pipeline.plan(pipeline.load_recipe(recipe, sets)) if s.stage == "train")
     assert expected in note
+
+
+@pytest.mark.parametrize(("rows", "expected"), [(40, "mpnet student"), (2600, "minilm student")])
+def test_plan_names_the_student_that_auto_picks_for_the_rows(recipe, tmp_path, rows, expected):
+    (tmp_path / "data" / "texts.txt").write_text("".join(f"{'good' if i % 2 else 'bad'} text {i}\n" for i in range(rows)))
+    note = next(s.note for s in pipeline.plan(pipeline.load_recipe(recipe, ["train.student=auto"])) if s.stage == "train")
+    assert note.startswith("mpnet student" if shutil.which("nvidia-smi") else expected)  # on a GPU, always mpnet
 
 
 def test_the_plan_imports_no_torch(recipe):

@@ -168,3 +168,12 @@ def test_students_command_lists_and_refuses_unknown_names(home):
     assert "qwen0.5b" in listing.output and str(home) in listing.output
     bad = runner.invoke(app, ["students", "install", "nosuch"])
     assert bad.exit_code == 2 and "not a known student" in bad.output
+
+
+def test_auto_picks_mpnet_for_few_rows_or_a_gpu_and_minilm_for_many_rows_on_cpu():
+    assert R.DEFAULT == "auto"
+    assert R.choose("auto", R.AUTO_CPU_MAX_ROWS, gpu=False) == "mpnet"
+    assert R.choose("AUTO", R.AUTO_CPU_MAX_ROWS + 1, gpu=False) == "minilm"
+    assert R.choose("auto", 100_000, gpu=True) == "mpnet"
+    assert R.choose("minilm", 10, gpu=True) == "minilm"  # a named student is never replaced
+    assert R.choose("/models/mine", 10, gpu=False) == "/models/mine"

@@ -13,6 +13,7 @@ from distill.train.trainer import (
     SoftLabelCollator,
     class_weights,
     classification_metrics,
+    compute_metrics_for,
     distillation_loss,
     pick_precision,
 )
@@ -110,6 +111,25 @@ def test_metrics_count_invalid_teacher_answers_as_wrong():
     m = classification_metrics([0, 1, 1, 0], [0, 1, -1, 0], 2)
     assert m["accuracy"] == 0.75
     assert math.isclose(m["macro_f1"], (1.0 + 2 / 3) / 2)
+
+
+def test_checkpoints_within_one_validation_row_tie_and_the_lower_cross_entropy_wins():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    # Both get 6 of 7 right; `a` misses a class-0 row (macro-F1 0.844), `b` a class-1 row (0.857), and `a` is the
+    # surer of its right answers. Unrounded, `b` won by 0.013 of F1, less than one row (1/7) is worth.
+    a = np.array([[-0.2, 0.2]] + [[3.0, -3.0]] * 2 + [[-3.0, 3.0]] * 4)
+    b = np.array([[0.2, -0.2]] * 3 + [[0.2, -0.2]] + [[-0.2, 0.2]] * 3)
+    score = compute_metrics_for(2)
+    sa, sb = (score(SimpleNamespace(predictions=p, label_ids=labels)) for p in (a, b))
+    assert sa["accuracy"] == sb["accuracy"] and sa["macro_f1"] < sb["macro_f1"]
+    assert sa["selection"] > sb["selection"]
+    # A whole row of difference still decides, whatever the cross-entropy.
+    c = np.array([[-0.2, 0.2]] * 3 + [[-0.2, 0.2]] * 4)  # 4 of 7
+    assert score(SimpleNamespace(predictions=c, label_ids=labels))["selection"] < sb["selection"]
 
 
 def test_freezing_keeps_embeddings_and_the_lowest_layers_as_pretrained(tiny_bert_dir):
