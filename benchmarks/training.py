@@ -91,7 +91,7 @@ def main() -> None:
     data, gold = write_csv(work / "train.csv", train_rows), write_csv(work / "gold.csv", test_rows)
     results = {}
     for name, grouped in (("shuffled batches (before)", False), ("length-grouped batches (after)", True)):
-        cfg = TrainConfig(data=data, gold=gold, seed=a.seed, length_grouped=grouped, max_steps=a.max_steps)
+        cfg = TrainConfig(data=data, gold=gold, student="minilm", seed=a.seed, length_grouped=grouped, max_steps=a.max_steps)
         load, t0 = os.getloadavg()[0], os.times()
         m = train(cfg, work / ("grouped" if grouped else "shuffled"))
         t1 = os.times()

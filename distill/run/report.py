@@ -227,7 +227,7 @@ def _student_section(run: Path | None) -> str:
         ["training rows", m.get("train_rows", "-")],
         ["rows dropped (invalid teacher answer)", m.get("dropped_invalid", "-")],
         ["trained on", html.escape(str(m.get("device", "-")))],
-        ["student", html.escape(str(read_settings(run).get("student", "-")))],
+        ["student", html.escape(str(m.get("student") or read_settings(run).get("student", "-")))],  # auto: the one it picked
     ]
     cm = m.get("confusion_matrix")
     labels = m.get("labels") or []

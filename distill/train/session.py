@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import TrainConfig
+from distill.errors import BadInput
 from distill.metrics import SCHEMA_VERSION, TrainMetrics
 from distill.runs import MODEL_DIR, VAL_JSONL, finish_run, read_json, start_run, write_jsonl
 from distill.train.card import model_card
@@ -57,7 +58,7 @@ class Session:
         from transformers import set_seed
 
         from distill.train import trainer as D
-        from distill.train.model import load_student
+        from distill.train.model import load_student, pick_student
 
         self.cfg, self.out, self.plan, self.D, self.torch = cfg, out, plan, D, torch
         self.rank, self.world_size = D.world()
@@ -66,7 +67,14 @@ class Session:
         # Before loading: the fresh classification head is drawn from the global RNG, so without this the
         # same command gives a different model depending on what ran earlier in the process.
         set_seed(cfg.seed)
-        self.model, self.tokenizer = load_student(cfg.student, plan.data.labels, cfg.trust_remote_code)
+        self.student = pick_student(cfg.student, len(plan.train_idx), self.cuda)
+        self.model, self.tokenizer = load_student(self.student, plan.data.labels, cfg.trust_remote_code)
+        if plan.resume_from:  # `auto` on another machine (a GPU now, none before) may pick another body
+            before = read_json(Path(plan.resume_from) / "config.json").get("model_type")
+            if before and before != self.model.config.model_type:
+                raise BadInput(f"--resume: the checkpoint is a {before} model, but --student {cfg.student} gives "
+                               f"{self.student} ({self.model.config.model_type}) here; resume with --student "
+                               "naming the checkpoint's student, or start over without --resume.")
         limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         self.max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
         self.train_rows, self.val_rows = self.subset(plan.train_idx), self.subset(plan.val_idx)
@@ -206,7 +214,7 @@ class Session:
             "warmup_steps": fit.sched.warmup_steps, "eval_steps": fit.sched.eval_steps, "max_length": self.max_length,
             "class_weights": self.weights, "labels": data.labels,
             "confusion_matrix": confusion_matrix(val_true, val_pred, labels=list(range(k))).tolist(),
-            "student": cfg.student, "teacher": data.teacher,
+            "student": self.student, "teacher": data.teacher,
         }  # fmt: skip
         if plan.gold_texts:
             metrics.update(gold_metrics(data, plan.gold_texts, plan.gold_targets, gold_pred))

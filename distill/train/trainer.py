@@ -215,12 +215,13 @@ def classification_metrics(y_true: list[int], y_pred: list[int], num_labels: int
 def compute_metrics_for(num_labels: int):
     """Trainer's compute_metrics: accuracy, macro-F1, and `selection`, the score that picks the best checkpoint.
 
-    `selection` is macro-F1 (fair to rare classes) rounded to one validation row's worth (1/rows), with ties
-    broken by the lower cross-entropy on the validation labels: on a small split many checkpoints are within a
-    row of each other, and the first of them is usually the least trained. Unrounded, macro-F1 moved by 0.002
-    with the same accuracy, and on the restaurant recipe (57 rows) that kept the model after epoch 1 of 5
-    (val loss 0.277; 92.0% on the 387 gold reviews) over the later ones at the same accuracy (val loss 0.187).
-    1e-4 x CE moves the score by less than one row's worth on 2,000 rows.
+    `selection` is macro-F1 (fair to rare classes) in steps of one validation row's worth (rounded to 1/rows),
+    with ties broken by the lower cross-entropy on the validation labels. On a small split many checkpoints
+    have the same accuracy, and macro-F1 alone then tells them apart by how the same number of errors falls
+    on the classes: on the restaurant recipe (57 rows) F1 0.947 against 0.945, both 94.7% accurate, kept the
+    model after epoch 1 of 5 (val loss 0.277; 92.0% on the 387 gold reviews) over later ones (val loss 0.187).
+    The steps are bins, so two scores a hair apart across a bin edge still differ; what the rounding removes
+    is the usual case, the same accuracy. 1e-5 x CE (capped at 10) stays under one row at up to 10,000 rows.
     """
     import numpy as np
 
@@ -234,7 +235,7 @@ def compute_metrics_for(num_labels: int):
         cross_entropy = float(-log_probs[np.arange(len(labels)), labels].mean())
         m = classification_metrics(list(labels), list(logits.argmax(-1)), num_labels)
         rows = max(1, len(labels))
-        return {**m, "selection": round(m["macro_f1"] * rows) / rows - 1e-4 * min(cross_entropy, 10.0)}
+        return {**m, "selection": round(m["macro_f1"] * rows) / rows - 1e-5 * min(cross_entropy, 10.0)}
 
     return compute
 

@@ -171,7 +171,9 @@ def test_students_command_lists_and_refuses_unknown_names(home):
 
 
 def test_auto_picks_mpnet_for_few_rows_or_a_gpu_and_minilm_for_many_rows_on_cpu():
-    assert R.DEFAULT == "auto"
+    from distill.config import TrainConfig
+
+    assert TrainConfig().student == R.DEFAULT == "auto"
     assert R.choose("auto", R.AUTO_CPU_MAX_ROWS, gpu=False) == "mpnet"
     assert R.choose("AUTO", R.AUTO_CPU_MAX_ROWS + 1, gpu=False) == "minilm"
     assert R.choose("auto", 100_000, gpu=True) == "mpnet"

