@@ -27,7 +27,7 @@ def model_card(cfg: TrainConfig, m: dict) -> str:
     taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
     return f"""# Text classifier distilled with `distill`
 
-Student `{m['student']}`{' (picked by `--student auto` for this many rows)' if cfg.student.strip().lower() == 'auto' else ''} fine-tuned on {m['train_rows']} texts labeled by {taught}
+Student `{m['student']}`{' (picked by `--student auto` for this many rows)' if m['student'] != cfg.student else ''} fine-tuned on {m['train_rows']} texts labeled by {taught}
 (loss: {'knowledge distillation on the teacher probabilities' if m['loss'] == 'kd' else 'cross-entropy'}).
 Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
 
