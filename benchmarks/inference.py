@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cold", type=int, default=2, help="fresh processes per engine for the cold start (0: skip)")
     ap.add_argument("--reexport", action="store_true", help="export again even when a finished export is kept")
+    ap.add_argument("--target", default="avx2", help="the export's --target (avx2, avx512: AVX-512 VNNI, arm64)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: this process's CPU time instead of wall time (on a machine others load; use with --threads 1)")
     args = ap.parse_args()
@@ -170,13 +171,14 @@ def main() -> None:
     texts = load_texts(TEXTS, "text")[: args.texts]
     work = OUT / "inference"  # kept: the export takes minutes, the timing is what is re-run
     train_run = args.train_run or work / "train"
-    export_run = work / ("export" if args.train_run is None else f"export-{Path(args.train_run).name}")
+    export_run = work / (("export" if args.train_run is None else f"export-{Path(args.train_run).name}")
+                         + ("" if args.target == "avx2" else f"-{args.target}"))
     if args.train_run is None and not is_finished(train_run):
         print("building the student (bundled MiniLM + fresh head)...", file=sys.stderr, flush=True)
         make_train_run(train_run, load_texts(TEXTS, "text"))
     if args.reexport or not is_finished(export_run):
         # max_accuracy_drop=100: an untrained head's int8 predictions may flip; accuracy is not what is measured.
-        export(ExportConfig(model=str(train_run), quantize="int8", threads=args.threads, latency_texts=16,
+        export(ExportConfig(model=str(train_run), quantize="int8", target=args.target, threads=args.threads, latency_texts=16,
                             max_accuracy_drop=100.0), export_run)
     engines = build_engines(Path(train_run), export_run, args.threads)
     # Batch 32: every engine gets the batches Predictor.predict makes (at most 32 texts of similar token counts).
@@ -219,11 +221,11 @@ def main() -> None:
     print(f"\nMiniLM-L6 classifier, {len(texts)} restaurant reviews ({tokens:.0f} tokens on average; {len(batches)} batches "
           f"of at most 32, {padded:.0f} tokens per text with padding), {args.threads} thread(s), {args.clock} clock, best of "
           f"{args.rounds} interleaved rounds, tokenization included; load average before cold starts "
-          f"{load[0]:.2f}. Export: graph {'optimized' if meta.get('graph_optimized') else 'plain'}, int8 recipe "
+          f"{load[0]:.2f}. Export: --target {args.target}, graph {'optimized' if meta.get('graph_optimized') else 'plain'}, int8 recipe "
           f"{meta.get('quantization', {}).get('recipe')}\n")
     print(table(["engine", "MB", "b1 ms mean", "p50", "p99", "speed-up b1", "texts/s b32", "speed-up b32", "cold start s"], rows))
     print(f"\nmachine: {describe_machine(machine())}; torch {torch.__version__}")
-    path = save("inference", {"threads": args.threads, "clock": args.clock, "texts": len(texts), "mean_tokens": tokens,
+    path = save("inference" + ("" if args.target == "avx2" else f"-{args.target}"), {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts), "mean_tokens": tokens,
                               "padded_tokens_batch32": padded, "rounds": args.rounds,
                               "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
                               "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,

@@ -4,8 +4,8 @@
     python benchmarks/teacher_speed.py --n 100 '8|{"parallel": 8}' '4|{"parallel": 4, "threads": 1}'
 
 Each setting is CONCURRENCY|{server settings as JSON}: parallel (slots), threads, threads_batch, poll (llama.cpp's
-busy-wait level, 0-100), n_batch, n_ubatch, kv_unified, n_threads_http, cache_ram_mib. The server is the
-embedded teacher's (the same model, context per slot and swa_full as distill/label/server.py), started here
+busy-wait level, 0-100), n_batch, n_ubatch, kv_unified, n_threads_http, cache_ram_mib, flash_attn_type (-1 auto,
+0 off, 1 on). The server is the embedded teacher's (the same model, context per slot and swa_full as distill/label/server.py), started here
 with those settings; the client is `distill label` itself (--base-url, completions, the quality benchmark's
 6 examples and instructions) on short Pang & Lee sentences, other sentences for each setting and a throwaway
 answer cache, so rows/s is the teacher's speed (server start not included). Prints rows/s, the share of prompt
@@ -45,7 +45,7 @@ def serve(port: int, opts: dict) -> None:
     p.n_parallel = opts.get("parallel", 4)
     p.n_ctx = CONTEXT_PER_SLOT * p.n_parallel
     p.swa_full = True
-    for k in ("n_batch", "n_ubatch", "n_threads_http", "kv_unified", "cache_ram_mib"):
+    for k in ("n_batch", "n_ubatch", "n_threads_http", "kv_unified", "cache_ram_mib", "flash_attn_type"):
         if k in opts:
             setattr(p, k, opts[k])
     if "threads" in opts:

@@ -211,8 +211,6 @@ class TrainConfig(_Config):
     """Keep the embeddings and the lowest N transformer layers as pretrained."""
     reinit_layers: int = Field(0, ge=0)
     """Start the top N transformer layers (and BERT's pooler) from fresh weights."""
-    head_warmup_epochs: int = Field(0, ge=0)
-    """Train the fresh classification head alone on the frozen body's features for N passes before fine-tuning."""
     # Self-training (distill/train/self_training.py). In a recipe: label.input beyond label.max_rows.
     unlabeled: str | None = None
     """Texts the teacher did not label: the student labels them and trains again (self-training)."""

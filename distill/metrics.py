@@ -108,7 +108,6 @@ class TrainMetrics(TypedDict, total=False):
     self_training: dict[str, Any] | None
     freeze_layers: int
     reinit_layers: int
-    head_warmup: dict[str, Any] | None
     lora: dict[str, Any] | None
     device: str
     precision: str

@@ -36,8 +36,7 @@ Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
 | validation split ({m['val_rows']} rows, {'teacher' if m['teacher'] else 'given'} labels) | {pct(m['val_accuracy'], missing='n/a')} | {pct(m['val_macro_f1'], missing='n/a')} |
 {gold}
 Recipe: learning rate {cfg.learning_rate}, batch {cfg.batch_size}, temperature {cfg.temperature}, alpha {cfg.alpha},
-{cfg.freeze_layers} lowest layers frozen, {cfg.reinit_layers} top layers re-initialised, head warmed up for
-{cfg.head_warmup_epochs} passes on frozen features, max length {m['max_length']}.
+{cfg.freeze_layers} lowest layers frozen, {cfg.reinit_layers} top layers re-initialised, max length {m['max_length']}.
 Training: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']} s on {m['device']} ({m['precision']}).
 Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
 {m['gold_overlap_removed']} rows that are in the gold set.

@@ -50,7 +50,6 @@ class Fit:
     seconds: float  # everything, self-training rounds included
     first_seconds: float  # the teacher's rows only: what samples/s is measured over
     self_training: dict[str, Any] | None = None
-    head_warmup: dict[str, Any] | None = None
 
 
 class Session:
@@ -149,21 +148,12 @@ class Session:
         resume_from = self.plan.resume_from
         resumed = read_json(Path(resume_from) / "trainer_state.json") if resume_from else {}
         t0 = time.perf_counter()
-        head_warmup = None
-        if self.cfg.head_warmup_epochs and resume_from is None:  # a resumed run's head is trained already
-            from distill.train.head_warmup import warm_up_head
-
-            cfg = self.cfg
-            head_warmup = warm_up_head(
-                self.model, self.train_rows, self.D.SoftLabelCollator(self.tokenizer), epochs=cfg.head_warmup_epochs,
-                batch_size=cfg.batch_size, temperature=cfg.temperature, alpha=cfg.alpha if self.plan.loss == "kd" else 0.0,
-                weights=self.weights, seed=cfg.seed)
         with warnings.catch_warnings():  # raised at every checkpoint rotation on some filesystems; harmless
             warnings.filterwarnings("ignore", message="mtime may not be reliable")
             trainer.train(resume_from_checkpoint=resume_from)
         first_seconds = time.perf_counter() - t0
         self_training = self.self_train(trainer) if self.plan.unlabeled else None
-        return Fit(trainer, sched, resumed, time.perf_counter() - t0, first_seconds, self_training, head_warmup)
+        return Fit(trainer, sched, resumed, time.perf_counter() - t0, first_seconds, self_training)
 
     def score(self, trainer: Any) -> dict[str, float]:
         """Validation (and gold) scores of the model `trainer` holds: how self-training picks its best round."""
@@ -215,7 +205,6 @@ class Session:
             "seconds": round(fit.seconds, 2),
             "samples_per_second": round(epochs_run * len(plan.train_idx) / fit.first_seconds, 2) if fit.first_seconds > 0 else None,
             "self_training": fit.self_training, "freeze_layers": cfg.freeze_layers, "reinit_layers": cfg.reinit_layers,
-            "head_warmup": fit.head_warmup,
             "lora": {"rank": cfg.lora_rank, "trainable_share": lora_share} if cfg.lora else None,
             "device": (self.torch.cuda.get_device_name(0) if self.cuda else "cpu") + (f" x{self.world_size}" if self.world_size > 1 else ""),
             "precision": self.precision, "loss": plan.loss, "epochs": round(state.epoch, 3), "steps": state.global_step,
