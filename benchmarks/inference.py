@@ -154,7 +154,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cold", type=int, default=2, help="fresh processes per engine for the cold start (0: skip)")
     ap.add_argument("--reexport", action="store_true", help="export again even when a finished export is kept")
-    ap.add_argument("--target", default="avx2", help="the export's --target (avx2, avx512: AVX-512 VNNI, arm64)")
+    ap.add_argument("--target", default="avx2", choices=["avx2", "avx512", "arm64"],
+                    help="the export's --target (avx512: AVX-512 VNNI)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: this process's CPU time instead of wall time (on a machine others load; use with --threads 1)")
     args = ap.parse_args()
@@ -221,15 +222,16 @@ def main() -> None:
     print(f"\nMiniLM-L6 classifier, {len(texts)} restaurant reviews ({tokens:.0f} tokens on average; {len(batches)} batches "
           f"of at most 32, {padded:.0f} tokens per text with padding), {args.threads} thread(s), {args.clock} clock, best of "
           f"{args.rounds} interleaved rounds, tokenization included; load average before cold starts "
-          f"{load[0]:.2f}. Export: --target {args.target}, graph {'optimized' if meta.get('graph_optimized') else 'plain'}, int8 recipe "
-          f"{meta.get('quantization', {}).get('recipe')}\n")
+          f"{load[0]:.2f}. Export: --target {args.target}, graph {'optimized' if meta.get('graph_optimized') else 'plain'}, "
+          f"int8 recipe {meta.get('quantization', {}).get('recipe')}\n")
     print(table(["engine", "MB", "b1 ms mean", "p50", "p99", "speed-up b1", "texts/s b32", "speed-up b32", "cold start s"], rows))
     print(f"\nmachine: {describe_machine(machine())}; torch {torch.__version__}")
-    path = save("inference" + ("" if args.target == "avx2" else f"-{args.target}"), {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts), "mean_tokens": tokens,
-                              "padded_tokens_batch32": padded, "rounds": args.rounds,
-                              "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
-                              "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,
-                              "loadavg": load, "machine": machine(), "torch": torch.__version__})
+    name = "inference" + ("" if args.target == "avx2" else f"-{args.target}")
+    path = save(name, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts),
+                       "mean_tokens": tokens, "padded_tokens_batch32": padded, "rounds": args.rounds,
+                       "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
+                       "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,
+                       "loadavg": load, "machine": machine(), "torch": torch.__version__})
     print(f"results: {path}")
 
 

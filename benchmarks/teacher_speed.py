@@ -4,12 +4,13 @@
     python benchmarks/teacher_speed.py --n 100 '8|{"parallel": 8}' '4|{"parallel": 4, "threads": 1}'
 
 Each setting is CONCURRENCY|{server settings as JSON}: parallel (slots), threads, threads_batch, poll (llama.cpp's
-busy-wait level, 0-100), n_batch, n_ubatch, kv_unified, n_threads_http, cache_ram_mib, flash_attn_type (-1 auto,
-0 off, 1 on). The server is the embedded teacher's (the same model, context per slot and swa_full as distill/label/server.py), started here
-with those settings; the client is `distill label` itself (--base-url, completions, the quality benchmark's
-6 examples and instructions) on short Pang & Lee sentences, other sentences for each setting and a throwaway
-answer cache, so rows/s is the teacher's speed (server start not included). Prints rows/s, the share of prompt
-tokens llama.cpp served from its prefix cache, and the CPU ms per row of the server and of the client.
+busy-wait level, 0-100), n_batch, n_ubatch, kv_unified, n_threads_http, cache_ram_mib, flash_attn_type (-1 auto, 0
+off, 1 on). The server is the embedded teacher's (the same model, context per slot and swa_full as
+distill/label/server.py), started here with those settings; the client is `distill label` itself (--base-url,
+completions, the quality benchmark's 6 examples and instructions) on short Pang & Lee sentences, other sentences
+for each setting and a throwaway answer cache, so rows/s is the teacher's speed (server start not included). Prints
+rows/s, the share of prompt tokens llama.cpp served from its prefix cache, and the CPU ms per row of the server and
+of the client.
 """
 
 from __future__ import annotations
