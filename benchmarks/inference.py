@@ -3,6 +3,7 @@ transformers.pipeline and optimum's ORTModelForSequenceClassification, side by s
 
     OMP_NUM_THREADS=2 python benchmarks/inference.py                       # MiniLM + a fresh 2-label head, ~4 min
     python benchmarks/inference.py --train-run artifacts/restaurant-reviews/train --threads 1
+    python benchmarks/inference.py --target avx512      # the export's AVX-512 VNNI preset (its own export folder)
 
 Every engine is timed from text to answer: tokenization, the model, and (for the Predictor) softmax and the
 per-text result dicts. Batch 1 is one call per text (mean, p50 and p99 latency); batch 32 is the same texts in
