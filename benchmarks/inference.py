@@ -148,6 +148,8 @@ def time_round(one: Callable, pass32: Callable, texts: list[str], groups: list[l
 
 
 def main() -> None:
+    from distill.export.quantization import PRESETS  # the export's --target names
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-run", type=Path, default=None, help="a finished train run (default: MiniLM + fresh head)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 2))
@@ -155,7 +157,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cold", type=int, default=2, help="fresh processes per engine for the cold start (0: skip)")
     ap.add_argument("--reexport", action="store_true", help="export again even when a finished export is kept")
-    ap.add_argument("--target", default="avx2", choices=["avx2", "avx512", "arm64"],
+    ap.add_argument("--target", default="avx2", choices=list(PRESETS),
                     help="the export's --target (avx512: AVX-512 VNNI)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: this process's CPU time instead of wall time (on a machine others load; use with --threads 1)")
@@ -173,8 +175,8 @@ def main() -> None:
     texts = load_texts(TEXTS, "text")[: args.texts]
     work = OUT / "inference"  # kept: the export takes minutes, the timing is what is re-run
     train_run = args.train_run or work / "train"
-    export_run = work / (("export" if args.train_run is None else f"export-{Path(args.train_run).name}")
-                         + ("" if args.target == "avx2" else f"-{args.target}"))
+    suffix = "" if args.target == "avx2" else f"-{args.target}"  # avx2 keeps the folder and file names of before
+    export_run = work / (("export" if args.train_run is None else f"export-{Path(args.train_run).name}") + suffix)
     if args.train_run is None and not is_finished(train_run):
         print("building the student (bundled MiniLM + fresh head)...", file=sys.stderr, flush=True)
         make_train_run(train_run, load_texts(TEXTS, "text"))
@@ -227,8 +229,7 @@ def main() -> None:
           f"int8 recipe {meta.get('quantization', {}).get('recipe')}\n")
     print(table(["engine", "MB", "b1 ms mean", "p50", "p99", "speed-up b1", "texts/s b32", "speed-up b32", "cold start s"], rows))
     print(f"\nmachine: {describe_machine(machine())}; torch {torch.__version__}")
-    name = "inference" + ("" if args.target == "avx2" else f"-{args.target}")
-    path = save(name, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts),
+    path = save("inference" + suffix, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts),
                        "mean_tokens": tokens, "padded_tokens_batch32": padded, "rounds": args.rounds,
                        "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
                        "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,
