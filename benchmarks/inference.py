@@ -1,5 +1,5 @@
 """Inference end to end: `distill predict`'s Predictor (int8 and fp32 ONNX) against PyTorch eager,
-transformers.pipeline and optimum's ORTModelForSequenceClassification, side by side in one process.
+transformers.pipeline and optimum's ORTModelForSequenceClassification, side by side in one run.
 
     OMP_NUM_THREADS=2 python benchmarks/inference.py                       # MiniLM + a fresh 2-label head, ~4 min
     python benchmarks/inference.py --train-run artifacts/restaurant-reviews/train --threads 1
@@ -10,7 +10,9 @@ per-text result dicts. Batch 1 is one call per text (mean, p50 and p99 latency);
 the batches Predictor.predict makes (at most 32 texts of similar token counts, runtime.token_batches), which
 every engine gets.
 The engines take turns for several rounds and each keeps its best round, so a burst of load from elsewhere
-on a shared machine hurts all of them alike. Cold start is a fresh Python process: imports, model load and
+on a shared machine hurts all of them alike. Each engine's round runs in a fresh worker process (after one
+untimed pass), as a service runs one engine: in one shared process, PyTorch's OpenMP threads, which spin for a
+while after each call, took cores from whichever engine ran next (`--one-process` measures that way). Cold start is a fresh Python process: imports, model load and
 one answer (`distill predict --text ...` itself for the Predictor), best of --cold runs.
 
 The ONNX files are made by `distill export` itself (this measures what the product ships), from a train
@@ -93,8 +95,13 @@ def cold_start(code: str | list[str], runs: int) -> float:
     return best
 
 
-def build_engines(train_run: Path, export_run: Path, threads: int) -> dict[str, tuple[Callable, Callable]]:
-    """name -> (one call on a batch of texts, a pass over `groups` at batch 32)."""
+ENGINES = ["PyTorch eager fp32", "transformers.pipeline fp32", "optimum ORTModel int8", "distill Predictor fp32",
+           "distill Predictor int8"]
+
+
+def build_engines(train_run: Path, export_run: Path, threads: int, names: list[str]) -> dict[str, tuple[Callable, Callable]]:
+    """name -> (one call on a batch of texts, a pass over `groups` at batch 32), for the engines named only: a
+    worker process loads nothing but the engine it times."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -102,36 +109,38 @@ def build_engines(train_run: Path, export_run: Path, threads: int) -> dict[str, 
 
     model_dir = train_run / "model"
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    engines: dict[str, tuple[Callable, Callable]] = {}
+    if {"PyTorch eager fp32", "transformers.pipeline fp32"} & set(names):
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
 
-    def eager(batch: list[str]) -> Any:
-        with torch.inference_mode():
-            return model(**tok(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.softmax(-1)
+        def eager(batch: list[str]) -> Any:
+            with torch.inference_mode():
+                return model(**tok(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.softmax(-1)
 
-    pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu", truncation=True, max_length=128)
-    engines: dict[str, tuple[Callable, Callable]] = {
-        "PyTorch eager fp32": (eager, lambda groups: [eager(g) for g in groups]),
-        "transformers.pipeline fp32": (pipe, lambda groups: [pipe(g, batch_size=32) for g in groups]),
-    }
-    try:
-        import onnxruntime as ort
-        from optimum.onnxruntime import ORTModelForSequenceClassification
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu", truncation=True, max_length=128)
+        engines["PyTorch eager fp32"] = (eager, lambda groups: [eager(g) for g in groups])
+        engines["transformers.pipeline fp32"] = (pipe, lambda groups: [pipe(g, batch_size=32) for g in groups])
+    if "optimum ORTModel int8" in names:
+        try:
+            import onnxruntime as ort
+            from optimum.onnxruntime import ORTModelForSequenceClassification
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        folder = optimum_folder(model_dir, export_run, OUT / "inference" / "optimum")
-        om = ORTModelForSequenceClassification.from_pretrained(folder, file_name="model.int8.onnx", session_options=opts)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            folder = optimum_folder(model_dir, export_run, OUT / "inference" / "optimum")
+            om = ORTModelForSequenceClassification.from_pretrained(folder, file_name="model.int8.onnx", session_options=opts)
 
-        def optimum(batch: list[str]) -> Any:
-            return om(**tok(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.softmax(-1)
+            def optimum(batch: list[str]) -> Any:
+                return om(**tok(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.softmax(-1)
 
-        engines["optimum ORTModel int8"] = (optimum, lambda groups: [optimum(g) for g in groups])
-    except ImportError as e:  # optimum is in the export extra; the others still compare
-        print(f"optimum not available ({e}); skipping it", file=sys.stderr)
+            engines["optimum ORTModel int8"] = (optimum, lambda groups: [optimum(g) for g in groups])
+        except ImportError as e:  # optimum is in the export extra; the others still compare
+            print(f"optimum not available ({e}); skipping it", file=sys.stderr)
     for name, file in (("distill Predictor fp32", "model.onnx"), ("distill Predictor int8", "model.int8.onnx")):
-        p = Predictor(export_run, file, threads)
-        engines[name] = (p.predict, lambda groups, p=p: p.predict([t for g in groups for t in g], batch_size=32))
-    return engines
+        if name in names:
+            p = Predictor(export_run, file, threads)
+            engines[name] = (p.predict, lambda groups, p=p: p.predict([t for g in groups for t in g], batch_size=32))
+    return {n: engines[n] for n in names if n in engines}
 
 
 def time_round(one: Callable, pass32: Callable, texts: list[str], groups: list[list[str]], clock: Callable[[], float]
@@ -145,6 +154,38 @@ def time_round(one: Callable, pass32: Callable, texts: list[str], groups: list[l
     s = clock()
     pass32(groups)
     return ms1, 1000 * (clock() - s) / len(texts)
+
+
+def batch32(export_run: Path, texts: list[str]) -> tuple[list[int], list[list[int]], list[list[str]]]:
+    """Token counts, and the batches Predictor.predict makes (at most 32 texts of similar token counts), which
+    every engine gets at batch 32."""
+    from distill.runtime import Predictor, token_batches
+
+    lengths = [len(e.ids) for e in Predictor(export_run).unpadded.encode_batch(texts)]
+    batches = token_batches(lengths, 32)
+    return lengths, batches, [[texts[i] for i in idx] for idx in batches]
+
+
+def worker(args: argparse.Namespace, texts: list[str]) -> None:
+    """One engine in a process of its own: a whole untimed pass first (kernels chosen, buffers allocated for
+    every length), then one timed pass, printed as JSON."""
+    one, pass32 = build_engines(args.train_run, args.export_run, args.threads, [args.worker])[args.worker]
+    groups = batch32(args.export_run, texts)[2]
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    time_round(one, pass32, texts, groups, clock)
+    ms1, ms32 = time_round(one, pass32, texts, groups, clock)
+    print(json.dumps({"ms1": ms1, "ms32": ms32}))
+
+
+def in_worker(name: str, args: argparse.Namespace, train_run: Path, export_run: Path) -> tuple[list[float], float]:
+    """time_round for one engine in a fresh process: no other engine's idle threads (PyTorch's OpenMP pool
+    spins for a while after each call) compete with it for the cores, as in a service that runs one engine."""
+    cmd = [sys.executable, __file__, "--worker", name, "--train-run", str(train_run), "--export-run", str(export_run),
+           "--threads", str(args.threads), "--texts", str(args.texts), "--clock", args.clock]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRANSFORMERS_VERBOSITY": "error"}
+    out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["ms1"], result["ms32"]
 
 
 def main() -> None:
@@ -161,6 +202,11 @@ def main() -> None:
                     help="the export's --target (avx512: AVX-512 VNNI)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: this process's CPU time instead of wall time (on a machine others load; use with --threads 1)")
+    ap.add_argument("--one-process", action="store_true",
+                    help="time every engine in this one process (how rounds before 2026-12-03 ran) instead of one "
+                    "fresh worker process per engine and round")
+    ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)  # internal: time one engine, print JSON
+    ap.add_argument("--export-run", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     import torch
@@ -169,10 +215,10 @@ def main() -> None:
     from distill.data import load_texts
     from distill.export import export
     from distill.runs import is_finished, read_json
-    from distill.runtime import Predictor, token_batches
-
     torch.set_num_threads(args.threads)
     texts = load_texts(TEXTS, "text")[: args.texts]
+    if args.worker:
+        return worker(args, texts)
     work = OUT / "inference"  # kept: the export takes minutes, the timing is what is re-run
     train_run = args.train_run or work / "train"
     suffix = "" if args.target == "avx2" else f"-{args.target}"  # avx2 keeps the folder and file names of before
@@ -184,22 +230,24 @@ def main() -> None:
         # max_accuracy_drop=100: an untrained head's int8 predictions may flip; accuracy is not what is measured.
         export(ExportConfig(model=str(train_run), quantize="int8", target=args.target, threads=args.threads, latency_texts=16,
                             max_accuracy_drop=100.0), export_run)
-    engines = build_engines(Path(train_run), export_run, args.threads)
-    # Batch 32: every engine gets the batches Predictor.predict makes (at most 32 texts of similar token counts).
-    tokenizer = Predictor(export_run).unpadded
-    lengths = [len(e.ids) for e in tokenizer.encode_batch(texts)]
-    batches = token_batches(lengths, 32)
-    groups = [[texts[i] for i in idx] for idx in batches]
+    lengths, batches, groups = batch32(export_run, texts)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches) / len(texts)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    for one, pass32 in engines.values():  # warm-up: first runs allocate and pick kernels
-        one(texts[:1])
-        pass32(groups[:1])
+    if args.one_process:
+        engines = build_engines(Path(train_run), export_run, args.threads, ENGINES)
+        for one, pass32 in engines.values():  # warm-up: first runs allocate and pick kernels
+            one(texts[:1])
+            pass32(groups[:1])
     best: dict[str, dict[str, Any]] = {}
     for r in range(args.rounds):
         print(f"timing round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        for name, (one, pass32) in engines.items():
-            ms1, ms32 = time_round(one, pass32, texts, groups, clock)
+        for name in ENGINES:
+            if args.one_process:
+                if name not in engines:
+                    continue
+                ms1, ms32 = time_round(*engines[name], texts, groups, clock)
+            else:
+                ms1, ms32 = in_worker(name, args, Path(train_run), export_run)
             old = best.get(name)
             if old is None or statistics.mean(ms1) < old["ms1"]:
                 q = statistics.quantiles(ms1, n=100)
@@ -208,7 +256,7 @@ def main() -> None:
 
     model_dir = Path(train_run) / "model"
     fill = {"threads": args.threads, "model": model_dir, "optimum": work / "optimum", "export": export_run}
-    cold = {name: COLD[name].format(**fill) for name in engines if name in COLD}
+    cold = {name: COLD[name].format(**fill) for name in best if name in COLD}
     cold["distill Predictor int8"] = [str(Path(sys.executable).parent / "distill"), "predict", str(export_run), "--text", "the soup was cold"]
     cold_s = {name: cold_start(code, args.cold) for name, code in cold.items()} if args.cold else {}
 
@@ -224,12 +272,12 @@ def main() -> None:
     load = os.getloadavg()
     print(f"\nMiniLM-L6 classifier, {len(texts)} restaurant reviews ({tokens:.0f} tokens on average; {len(batches)} batches "
           f"of at most 32, {padded:.0f} tokens per text with padding), {args.threads} thread(s), {args.clock} clock, best of "
-          f"{args.rounds} interleaved rounds, tokenization included; load average before cold starts "
+          f"{args.rounds} interleaved rounds ({'one process' if args.one_process else 'a worker process per engine and round'}), tokenization included; load average before cold starts "
           f"{load[0]:.2f}. Export: --target {args.target}, graph {'optimized' if meta.get('graph_optimized') else 'plain'}, "
           f"int8 recipe {meta.get('quantization', {}).get('recipe')}\n")
     print(table(["engine", "MB", "b1 ms mean", "p50", "p99", "speed-up b1", "texts/s b32", "speed-up b32", "cold start s"], rows))
     print(f"\nmachine: {describe_machine(machine())}; torch {torch.__version__}")
-    path = save("inference" + suffix, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts),
+    path = save("inference" + suffix, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts), "one_process": args.one_process,
                        "mean_tokens": tokens, "padded_tokens_batch32": padded, "rounds": args.rounds,
                        "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
                        "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,

@@ -25,6 +25,8 @@ import numpy as np
 from distill.errors import BadInput
 
 LABELS_FILE = "labels.json"
+# Session-time fusions that make this CPU path slower, not faster (measured: docs/facts.md, export speed).
+SLOW_FUSIONS = ["SkipLayerNormFusion"]
 
 
 def extensions_library() -> str:
@@ -53,7 +55,9 @@ def session(path: Path, threads: int | None = None, custom_ops: bool = False) ->
         opts.inter_op_num_threads = 1
     if custom_ops:
         opts.register_custom_ops_library(extensions_library())
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    # onnxruntime would fuse each residual Add + LayerNormalization into SkipLayerNormalization again at load;
+    # its CPU kernel is the slow one (export/stage.py, optimize_graph), so the export leaves them apart.
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=SLOW_FUSIONS)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
