@@ -190,6 +190,10 @@ class TrainConfig(_Config):
     """Weight of the distillation term; 1-alpha on cross-entropy."""
     min_confidence: float | None = Field(None, ge=0, le=1)
     """Leave out rows the teacher was less sure of."""
+    # distill/train/denoise.py; the default is chosen by the Quality benchmarks in the README.
+    proxy_weight: float = Field(0.0, ge=0, lt=1)
+    """Mix this share of a second opinion into the teacher's probabilities before training: logistic regression on
+    the student body's frozen embeddings, out of fold. 0: the teacher's alone."""
     val_fraction: float = Field(0.15, gt=0, lt=1)
     """Share held out for validation."""
     val_max_rows: int = Field(2000, ge=1)

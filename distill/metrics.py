@@ -125,6 +125,7 @@ class TrainMetrics(TypedDict, total=False):
     confusion_matrix: list[list[int]]
     student: str
     teacher: str | None
+    proxy_mix: dict[str, Any] | None  # --proxy-weight: what the mix changed (distill/train/denoise.py)
     gold_rows: int
     gold_accuracy: float
     gold_macro_f1: float

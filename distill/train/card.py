@@ -25,6 +25,10 @@ def model_card(cfg: TrainConfig, m: dict) -> str:
                  f"(the surest {100 * st.get('keep', 1):.0f}% each round{floor}); kept round {st['kept_round']} "
                  f"({r['pseudo_rows']} of the student's own labels), the best on validation.\n")
     taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
+    pm = m.get("proxy_mix") or {}
+    mix = (f"Targets: the teacher's probabilities mixed {1 - pm['weight']:g} / {pm['weight']:g} with an out-of-fold logistic "
+           f"regression on this body's frozen embeddings (`--proxy-weight`); {pm['labels_changed']} of {pm['rows']} "
+           "labels changed.\n") if pm.get("applied") else ""
     return f"""# Text classifier distilled with `distill`
 
 Student `{m['student']}`{' (picked by `--student auto` for this many rows)' if m['student'] != cfg.student else ''} fine-tuned on {m['train_rows']} texts labeled by {taught}
@@ -38,7 +42,7 @@ Labels: {', '.join(f'`{lab}`' for lab in m['labels'])}.
 Recipe: learning rate {cfg.learning_rate}, batch {cfg.batch_size}, temperature {cfg.temperature}, alpha {cfg.alpha},
 {cfg.freeze_layers} lowest layers frozen, {cfg.reinit_layers} top layers re-initialised, max length {m['max_length']}.
 Training: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']} s on {m['device']} ({m['precision']}).
-Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
+{mix}Left out: {m['dropped_invalid']} invalid teacher answers, {m['dropped_low_confidence']} unsure rows,
 {m['gold_overlap_removed']} rows that are in the gold set.
 
 ## Use

@@ -26,6 +26,7 @@ class LabeledData:
     soft: list[list[float]] | None  # teacher probabilities in label order; None when only hard labels exist
     teacher: str | None = None  # the teacher's name when the data is a label run
     teacher_by_text: dict[str, int] = field(default_factory=dict)  # every text the teacher saw -> its label
+    by_person: list[bool] = field(default_factory=list)  # per row: a person's label (corrections), not the teacher's
     dropped_invalid: int = 0
     dropped_low_confidence: int = 0
 
@@ -39,7 +40,7 @@ def read_label_run(path: Path, min_confidence: float | None = None, corrections:
     rows = read_jsonl(path / LABELS_JSONL)
     labels = list(settings.get("labels") or sorted({r["label"] for r in rows if r.get("label") is not None}))
     index = {lab: i for i, lab in enumerate(labels)}
-    from distill.audit.corrections import apply_to_label_run
+    from distill.audit.corrections import HUMAN, apply_to_label_run
 
     apply_to_label_run(rows, labels, settings, corrections)  # a person's label wins over the teacher's
     data = LabeledData(labels, [], [], [], teacher=settings.get("teacher"))
@@ -66,6 +67,7 @@ def read_label_run(path: Path, min_confidence: float | None = None, corrections:
         any_probs |= total > 0
         data.texts.append(text)
         data.targets.append(index[label])
+        data.by_person.append(r.get("source") == HUMAN)
         # A row without probabilities distils towards its hard label (the KL term then equals the CE term).
         data.soft.append([p / total for p in probs] if total > 0 else [float(i == index[label]) for i in range(len(labels))])
     if not any_probs:

@@ -75,6 +75,11 @@ class Session:
                 raise BadInput(f"--resume: the checkpoint is a {before} model, but --student {cfg.student} gives "
                                f"{self.student} ({self.model.config.model_type}) here; resume with --student "
                                "naming the checkpoint's student, or start over without --resume.")
+        self.proxy_mix = None
+        if cfg.proxy_weight > 0:  # before the rows are encoded: they carry the mixed targets
+            from distill.train.denoise import mix_with_proxy
+
+            self.proxy_mix = mix_with_proxy(plan.data, self.student, cfg.proxy_weight)
         limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         self.max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
         self.train_rows, self.val_rows = self.subset(plan.train_idx), self.subset(plan.val_idx)
@@ -196,7 +201,8 @@ class Session:
             from distill.train import lora
 
             lora_share = round(lora.trainable_share(self.model), 5)
-        # The validation labels are the teacher's: val_accuracy is the student's agreement with its teacher.
+        # The validation labels are the teacher's (mixed with the proxy's under --proxy-weight): val_accuracy is
+        # the student's agreement with them, not with the truth.
         metrics: TrainMetrics = {
             "schema_version": SCHEMA_VERSION, "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
             "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "dropped_invalid": data.dropped_invalid,
@@ -214,7 +220,7 @@ class Session:
             "warmup_steps": fit.sched.warmup_steps, "eval_steps": fit.sched.eval_steps, "max_length": self.max_length,
             "class_weights": self.weights, "labels": data.labels,
             "confusion_matrix": confusion_matrix(val_true, val_pred, labels=list(range(k))).tolist(),
-            "student": self.student, "teacher": data.teacher,
+            "student": self.student, "teacher": data.teacher, "proxy_mix": self.proxy_mix,
         }  # fmt: skip
         if plan.gold_texts:
             metrics.update(gold_metrics(data, plan.gold_texts, plan.gold_targets, gold_pred))

@@ -75,6 +75,7 @@ def make_plan(cfg: TrainConfig, out: Path) -> Plan:
     gold_overlap = len(data.texts) - len(keep)
     data.texts, data.targets = [data.texts[i] for i in keep], [data.targets[i] for i in keep]
     data.soft = [data.soft[i] for i in keep] if data.soft is not None else None
+    data.by_person = [data.by_person[i] for i in keep] if data.by_person else []
     loss = "kd" if cfg.loss == "auto" and data.soft is not None else "ce" if cfg.loss == "auto" else cfg.loss
     if loss == "kd" and data.soft is None:
         raise BadInput(f"--loss kd needs the teacher's probabilities and {source} has hard labels only; use --loss ce or auto.")
