@@ -26,26 +26,34 @@ PROBA_FLOOR = 1e-4  # a label the regression never saw in a fold still gets a li
 
 def embed(texts: Sequence[str], model: str = "minilm", batch_size: int = 64, max_length: int = 128) -> np.ndarray:
     """L2-normalised mean-pooled last hidden states (how sentence-transformers pools all-MiniLM-L6-v2)."""
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     from distill.train.model import resolve_student
 
     source = resolve_student(model)
-    tok = AutoTokenizer.from_pretrained(source)
-    net = AutoModel.from_pretrained(source)
+    return embed_with(AutoModel.from_pretrained(source), AutoTokenizer.from_pretrained(source), texts, batch_size, max_length)
+
+
+def embed_with(net, tok, texts: Sequence[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+    """`embed` with a body already loaded (a transformers base model and its tokenizer); the body is left in
+    the train/eval mode it came in."""
+    import torch
+
+    was_training = net.training
     net.eval()
     # Short texts first: batches pad to their longest member, so sorting by length saves most of the work.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), net.config.hidden_size), dtype=np.float32)
+    device = next(net.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            hidden = net(**enc).last_hidden_state
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+            hidden = net(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+    net.train(was_training)
     return out
 
 

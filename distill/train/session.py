@@ -79,7 +79,11 @@ class Session:
         if cfg.proxy_weight > 0:  # before the rows are encoded: they carry the mixed targets
             from distill.train.denoise import mix_with_proxy
 
-            self.proxy_mix = mix_with_proxy(plan.data, self.student, cfg.proxy_weight)
+            from distill.audit.proxy import embed_with
+
+            body = self.model.base_model  # the pretrained body, before any training: no second load
+            self.proxy_mix = mix_with_proxy(plan.data, lambda texts: embed_with(body, self.tokenizer, texts,
+                                                                              max_length=cfg.max_length), cfg.proxy_weight)
         limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         self.max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
         self.train_rows, self.val_rows = self.subset(plan.train_idx), self.subset(plan.val_idx)

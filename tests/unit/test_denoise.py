@@ -27,19 +27,18 @@ def noisy_teacher(n: int, wrong: float, rng: random.Random) -> tuple[LabeledData
     return data, truth
 
 
-def test_the_mix_fixes_teacher_mistakes_a_proxy_sees_and_keeps_people_labels(monkeypatch):
+def test_the_mix_fixes_teacher_mistakes_a_proxy_sees_and_keeps_people_labels():
     rng = random.Random(0)
     data, truth = noisy_teacher(200, 0.2, rng)
     # A body whose embeddings carry the true class (plus noise): the proxy learns past the teacher's flips.
     noise = np.random.default_rng(0).normal(0, 0.6, (200, 8))
     features = noise + np.eye(8)[truth] * 2.0
-    monkeypatch.setattr("distill.audit.proxy.embed", lambda texts, model: features[: len(texts)])
     person = next(i for i in range(200) if data.targets[i] != truth[i])  # a person's label, even a wrong one, stays
     data.by_person[person] = True
     soft_person = list(data.soft[person])
     before = np.mean(np.array(data.targets) == truth)
 
-    info = mix_with_proxy(data, "any-body", 0.5)
+    info = mix_with_proxy(data, lambda texts: features[: len(texts)], 0.5)
 
     after = np.mean(np.array(data.targets) == truth)
     assert before < 0.85 and after >= before + 0.1, (before, after)
@@ -49,10 +48,13 @@ def test_the_mix_fixes_teacher_mistakes_a_proxy_sees_and_keeps_people_labels(mon
     assert data.targets == list(np.array(data.soft).argmax(1))
 
 
-def test_people_labels_alone_are_left_as_they_are():
+def test_people_labels_alone_and_too_few_rows_are_left_as_they_are():
     data = LabeledData(LABELS, ["a", "b"], [0, 1], None)
-    assert mix_with_proxy(data, "any-body", 0.5)["applied"] is False
+    assert mix_with_proxy(data, lambda texts: None, 0.5)["applied"] is False
     assert data.targets == [0, 1] and data.soft is None
+    few = LabeledData(LABELS, ["a", "b", "c", "d"], [0, 1, 0, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    assert mix_with_proxy(few, lambda texts: None, 0.5) == {"weight": 0.5, "applied": False, "reason": "fewer than 10 rows"}
+    assert few.soft[2] == [0.6, 0.4]
 
 
 def test_train_with_proxy_weight_records_the_mix(tmp_path, tiny_bert_dir):
