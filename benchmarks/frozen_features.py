@@ -9,6 +9,7 @@ the student's body (mean-pooled, L2-normalised: distill/audit/proxy.py, cached u
 fits logistic regression at a few C values on (a) the teacher's labels, (b) the true labels, (c) the teacher's
 labels weighted by its confidence (and its square), (d) only rows with confidence >= 0.7, and prints test
 accuracy. The gap between (a) and (b) is what the teacher's label noise costs this body at this much text.
+Last, how right the training labels themselves are after `train --proxy-weight` mixes in the out-of-fold proxy.
 """
 
 from __future__ import annotations
@@ -54,6 +55,22 @@ def main() -> None:
     for c in (0.25, 1.0, 4.0):
         print(f"| {c} | {acc(x_train, y, c)} | {acc(x_train, y_true, c)} | {acc(x_train, y, c, conf)} | "
               f"{acc(x_train, y, c, conf**2)} | {acc(x_train[sure], y[sure], c)} |")
+    mixed_labels(rows, x_train, y, y_true)
+
+
+def mixed_labels(rows: list[dict], x_train: np.ndarray, y: np.ndarray, y_true: np.ndarray) -> None:
+    """How right the training labels are after `--proxy-weight` (train/denoise.py, the product's own code)."""
+    from distill.audit.proxy import out_of_fold
+    from distill.train.data import LabeledData
+    from distill.train.denoise import PROXY_C, mix_with_proxy
+
+    proxy = {c: out_of_fold(x_train, y, len(LABELS), c=c) for c in (0.25, 1.0, 4.0)}
+    print(f"\ntraining labels right: teacher {100 * (y == y_true).mean():.1f}%; proxy alone (C 0.25 / 1 / 4) "
+          + " / ".join(f"{100 * (p.argmax(1) == y_true).mean():.1f}%" for p in proxy.values()))
+    for w in (0.3, 0.5, 0.7):
+        data = LabeledData(LABELS, [r["text"] for r in rows], list(y), [[r["probs"][lab] for lab in LABELS] for r in rows])
+        mix_with_proxy(data, lambda texts: x_train, w)
+        print(f"mix at --proxy-weight {w} (C {PROXY_C}): {100 * (np.array(data.targets) == y_true).mean():.1f}%")
 
 
 if __name__ == "__main__":
