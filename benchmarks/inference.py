@@ -11,9 +11,9 @@ the batches Predictor.predict makes (at most 32 texts of similar token counts, r
 every engine gets.
 The engines take turns for several rounds and each keeps its best round, so a burst of load from elsewhere
 on a shared machine hurts all of them alike. Each engine's round runs in a fresh worker process (after one
-untimed pass), as a service runs one engine: in one shared process, PyTorch's OpenMP threads, which spin for a
-while after each call, took cores from whichever engine ran next (`--one-process` measures that way). Cold start is a fresh Python process: imports, model load and
-one answer (`distill predict --text ...` itself for the Predictor), best of --cold runs.
+untimed pass), as a service runs one engine, so no engine shares a process with another's idle threads
+(`--one-process` measures the old way; on 2026-12-03 the two agreed within their spread). Cold start is a
+fresh Python process: imports, model load and one answer (`distill predict --text ...` itself for the Predictor), best of --cold runs.
 
 The ONNX files are made by `distill export` itself (this measures what the product ships), from a train
 run: the one given, or one built here from the bundled MiniLM with an untrained 2-label head (speed does
@@ -169,7 +169,11 @@ def batch32(export_run: Path, texts: list[str]) -> tuple[list[int], list[list[in
 def worker(args: argparse.Namespace, texts: list[str]) -> None:
     """One engine in a process of its own: a whole untimed pass first (kernels chosen, buffers allocated for
     every length), then one timed pass, printed as JSON."""
-    one, pass32 = build_engines(args.train_run, args.export_run, args.threads, [args.worker])[args.worker]
+    engines = build_engines(args.train_run, args.export_run, args.threads, [args.worker])
+    if args.worker not in engines:  # optimum not installed: the others still compare
+        print(json.dumps(None))
+        return
+    one, pass32 = engines[args.worker]
     groups = batch32(args.export_run, texts)[2]
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     time_round(one, pass32, texts, groups, clock)
@@ -177,15 +181,14 @@ def worker(args: argparse.Namespace, texts: list[str]) -> None:
     print(json.dumps({"ms1": ms1, "ms32": ms32}))
 
 
-def in_worker(name: str, args: argparse.Namespace, train_run: Path, export_run: Path) -> tuple[list[float], float]:
-    """time_round for one engine in a fresh process: no other engine's idle threads (PyTorch's OpenMP pool
-    spins for a while after each call) compete with it for the cores, as in a service that runs one engine."""
+def in_worker(name: str, args: argparse.Namespace, train_run: Path, export_run: Path) -> tuple[list[float], float] | None:
+    """time_round for one engine in a fresh process (None when the engine is not installed)."""
     cmd = [sys.executable, __file__, "--worker", name, "--train-run", str(train_run), "--export-run", str(export_run),
            "--threads", str(args.threads), "--texts", str(args.texts), "--clock", args.clock]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRANSFORMERS_VERBOSITY": "error"}
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    return result["ms1"], result["ms32"]
+    return None if result is None else (result["ms1"], result["ms32"])
 
 
 def main() -> None:
@@ -243,11 +246,12 @@ def main() -> None:
         print(f"timing round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
         for name in ENGINES:
             if args.one_process:
-                if name not in engines:
-                    continue
-                ms1, ms32 = time_round(*engines[name], texts, groups, clock)
+                timed = time_round(*engines[name], texts, groups, clock) if name in engines else None
             else:
-                ms1, ms32 = in_worker(name, args, Path(train_run), export_run)
+                timed = in_worker(name, args, Path(train_run), export_run)
+            if timed is None:
+                continue
+            ms1, ms32 = timed
             old = best.get(name)
             if old is None or statistics.mean(ms1) < old["ms1"]:
                 q = statistics.quantiles(ms1, n=100)
