@@ -44,8 +44,9 @@ def extensions_library() -> str:
     raise BadInput(f"onnxruntime-extensions is installed in {spec.submodule_search_locations} but has no custom-op library")
 
 
-def session(path: Path, threads: int | None = None, custom_ops: bool = False) -> Any:
-    """An onnxruntime CPU session; `threads` pins intra-op threads so timings compare across engines."""
+def session(path: Path, threads: int | None = None, custom_ops: bool = False, all_fusions: bool = False) -> Any:
+    """An onnxruntime CPU session; `threads` pins intra-op threads so timings compare across engines.
+    `all_fusions`: onnxruntime's defaults, SLOW_FUSIONS included (what its ORT-format converter bakes in)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -57,7 +58,8 @@ def session(path: Path, threads: int | None = None, custom_ops: bool = False) ->
         opts.register_custom_ops_library(extensions_library())
     # onnxruntime would fuse each residual Add + LayerNormalization into SkipLayerNormalization again at load;
     # its CPU kernel is the slow one (export/stage.py, optimize_graph), so the export leaves them apart.
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=SLOW_FUSIONS)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=[] if all_fusions else SLOW_FUSIONS)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -152,7 +154,8 @@ def length_batches(texts: list[str], size: int) -> list[list[int]]:
 class Predictor:
     """Label texts with an export folder's model. `model` picks a file in the folder; default per labels.json."""
 
-    def __init__(self, run_dir: str | Path, model: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, model: str | None = None, threads: int | None = None,
+                 all_fusions: bool = False) -> None:
         self.run_dir = Path(run_dir)
         meta_path = self.run_dir / LABELS_FILE
         if not meta_path.is_file():
@@ -169,7 +172,7 @@ class Predictor:
             have = sorted(p.name for p in self.run_dir.iterdir() if p.suffix in (".onnx", ".ort"))
             raise BadInput(f"{path}: no such model file; this export has {have}")
         self.tokenizer_in_graph = "with_tokenizer" in self.model_file
-        self.session = session(path, threads, custom_ops=self.tokenizer_in_graph)
+        self.session = session(path, threads, custom_ops=self.tokenizer_in_graph, all_fusions=all_fusions)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.pad_id = int(self.meta.get("pad_token_id", 0))
         self.tokenizer = None if self.tokenizer_in_graph else load_tokenizer(self.run_dir, self.max_length, self.pad_id)
