@@ -77,9 +77,8 @@ class Session:
                                "naming the checkpoint's student, or start over without --resume.")
         self.proxy_mix = None
         if cfg.proxy_weight > 0:  # before the rows are encoded: they carry the mixed targets
-            from distill.train.denoise import mix_with_proxy
-
             from distill.audit.proxy import embed_with
+            from distill.train.denoise import mix_with_proxy
 
             body = self.model.base_model  # the pretrained body, before any training: no second load
             self.proxy_mix = mix_with_proxy(plan.data, lambda texts: embed_with(body, self.tokenizer, texts,
