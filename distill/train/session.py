@@ -75,6 +75,8 @@ class Session:
                 raise BadInput(f"--resume: the checkpoint is a {before} model, but --student {cfg.student} gives "
                                f"{self.student} ({self.model.config.model_type}) here; resume with --student "
                                "naming the checkpoint's student, or start over without --resume.")
+        limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        self.max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
         self.proxy_mix = None
         if cfg.proxy_weight > 0:  # before the rows are encoded: they carry the mixed targets
             from distill.audit.proxy import embed_with
@@ -82,9 +84,7 @@ class Session:
 
             body = self.model.base_model  # the pretrained body, before any training: no second load
             self.proxy_mix = mix_with_proxy(plan.data, lambda texts: embed_with(body, self.tokenizer, texts,
-                                                                              max_length=cfg.max_length), cfg.proxy_weight)
-        limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
-        self.max_length = min(x for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
+                                                                              max_length=self.max_length), cfg.proxy_weight)
         self.train_rows, self.val_rows = self.subset(plan.train_idx), self.subset(plan.val_idx)
         self.gold_rows = self.encode(plan.gold_texts, plan.gold_targets, None) if plan.gold_texts else []
         targets = [plan.data.targets[i] for i in plan.train_idx]
