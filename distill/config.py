@@ -231,6 +231,8 @@ class TrainConfig(_Config):
     """Share of the --unlabeled texts kept per round: those the student is surest of, in the teacher's class shares."""
     self_training_threshold: float | None = Field(None, gt=0, le=1)
     """Also require this top probability of a kept text (none: no floor)."""
+    self_training_tolerance: float | None = Field(None, ge=0, le=1)
+    """Keep the latest round whose validation score is at most this far below the best; none: one standard error."""
     self_training_epochs: float | None = Field(1.0, gt=0)
     """Passes per self-training round over the teacher's and the kept rows; none: derived from the data size."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -21,9 +21,10 @@ def model_card(cfg: TrainConfig, m: dict) -> str:
     if st:
         r = st["rounds"][st["kept_round"]]
         floor = "" if st.get("threshold") is None else f", confidence >= {st['threshold']}"
+        bar = "" if st.get("keep_floor") is None else f" (validation score >= {st['keep_floor']:.4f})"
         gold += (f"\nSelf-training: {len(st['rounds']) - 1} round(s) on {st['unlabeled_rows']} texts the teacher never labeled "
                  f"(the surest {100 * st.get('keep', 1):.0f}% each round{floor}); kept round {st['kept_round']} "
-                 f"({r['pseudo_rows']} of the student's own labels), the best on validation.\n")
+                 f"({r['pseudo_rows']} of the student's own labels), the latest within the validation's noise of the best{bar}.\n")
     taught = f"the teacher `{m['teacher']}`" if m["teacher"] else "human labels"
     pm = m.get("proxy_mix") or {}
     mix = (f"Targets: the teacher's probabilities mixed {1 - pm['weight']:g} / {pm['weight']:g} with an out-of-fold logistic "

@@ -183,7 +183,7 @@ class Session:
             train_rows=self.train_rows, unlabeled=plan.unlabeled,
             shares=[counts[i] / len(plan.train_idx) for i in range(len(plan.data.labels))],
             rounds=cfg.self_training_rounds, keep=cfg.self_training_keep, threshold=cfg.self_training_threshold, soft=plan.loss == "kd",
-            score=self.score, first=self.score(trainer),
+            score=self.score, first=self.score(trainer), val_rows=len(self.val_rows), tolerance=cfg.self_training_tolerance,
         )  # fmt: skip
         result["unlabeled_overlap_removed"] = plan.unlabeled_overlap
         return result

@@ -71,3 +71,44 @@ def test_confident_rows_keep_the_teachers_class_shares():
     soft = [[0.8, 0.2], [0.7, 0.3], [0.55, 0.45], [0.3, 0.7], [0.15, 0.85], [0.45, 0.55]]
     assert select_confident(soft, 0.5, [0.5, 0.5]) == [0, 4]
     assert select_confident(soft, 1.0, [0.5, 0.5]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_latest_round_within_the_validations_noise_is_kept():
+    """A self-trained round one validation row behind round 0 is kept (the validation labels are the
+    teacher's, so correcting it costs agreement); a round far behind is not."""
+    import torch
+
+    from distill.train.self_training import keep_floor, self_train
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    scores = iter([0.930, 0.880])  # round 1: one row of 300 behind round 0; round 2: 5 points behind
+
+    class Trainer:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def predict(self, rows):
+            return type("P", (), {"predictions": [[2.0, 0.0], [0.0, 2.0]]})()
+
+        def train(self):
+            with torch.no_grad():
+                model.weight += 1.0  # round r leaves weight r
+
+    def score(trainer):
+        return {"selection": next(scores)}
+
+    with torch.no_grad():
+        model.weight.zero_()
+    common = dict(model=model, make_trainer=lambda rows, r: Trainer(rows), encode_rows=lambda t, y, s: list(t), train_rows=[],
+                  unlabeled=["a", "b"], shares=[0.5, 0.5], keep=1.0, threshold=None, soft=False, score=score,
+                  first={"selection": 0.9333}, val_rows=300)
+    st = self_train(rounds=2, **common)
+    assert st["kept_round"] == 1 and model.weight.item() == 1.0, st
+    assert st["keep_floor"] == pytest.approx(0.9333 - (0.9333 * 0.0667 / 300) ** 0.5, abs=1e-4)
+
+    scores = iter([0.930])
+    with torch.no_grad():
+        model.weight.zero_()
+    st = self_train(rounds=1, **{**common, "tolerance": 0.0})  # the strict best: round 0
+    assert st["kept_round"] == 0 and model.weight.item() == 0.0
+    assert keep_floor([{"selection": 0.9}, {"round": 2}], 100, None) == pytest.approx(0.87)
