@@ -35,9 +35,15 @@ class Step(Protocol):
 # row), 3.5 ms a token; up to 3x more while other work shares the cores. Plus starting the server.
 LOCAL_TEACHER_MS_PER_TOKEN = (3.0, 12.0)
 LOCAL_TEACHER_START_S = 15.0
-MINILM_SAMPLES_PER_S = 12.0
+# MiniLM with length-grouped batches on the 2 cores (Pang & Lee, quality benchmark, 2026-12): 24 samples/s.
+# mpnet measured 8.3-11 there and on the restaurant job; by the step ratio below it is forecast at ~5: pessimistic.
+MINILM_SAMPLES_PER_S = 24.0
 GPU_SPEEDUP = 20.0
-EXPORT_S = (30.0, 150.0)  # MiniLM with int8 and the checks: 27 s quiet, 2.2 min on a busy machine (2026-11)
+# With int8 and the checks: MiniLM 27 s quiet, 2.2 min busy (2026-11); mpnet 3.2 min quiet, trying three int8 recipes (2026-12).
+EXPORT_S = (30.0, 240.0)
+# The proxy embeds each training text once, without gradients: mpnet did 2,000 sentences in ~20 s where it
+# trains at ~2 samples/s by the estimate below, so ~50 texts embedded per training sample's time; 40 to be safe.
+PROXY_TEXTS_PER_SAMPLE = 40.0
 MINILM_COST = 6 * 384 * 384  # layers x hidden^2: how per-token compute scales across BERT-like students
 
 
@@ -83,6 +89,8 @@ def estimate(cfg: PipelineConfig, steps: list[Step]) -> None:
         if gpu:
             speed *= GPU_SPEEDUP
         sec = total_steps * cfg.train.batch_size / speed + 10
+        if cfg.train.proxy_weight > 0:  # the proxy's one forward pass over the rows (train/denoise.py)
+            sec += rows / (speed * PROXY_TEXTS_PER_SAMPLE)
         tr.seconds = (0.5 * sec, 1.2 * sec)  # early stopping often ends it sooner
         tr.note = (
             f"{what}, ~{train_rows} rows x {epochs:g} epochs at most, ~{speed:.0f} samples/s"
@@ -120,6 +128,6 @@ def _student_speed(student: str) -> tuple[float, str]:
 
     known, minilm = lookup(student), lookup("minilm")
     if known is not None and known.cpu_s_per_step and minilm.cpu_s_per_step:
-        # Measured s/step relative to MiniLM's (same batch and length, one thread; docs/facts.md).
-        return MINILM_SAMPLES_PER_S * minilm.cpu_s_per_step[0] / known.cpu_s_per_step[0], f"{known.alias} student"
+        # Measured s/step relative to MiniLM's (same batch and length, two threads; docs/facts.md).
+        return MINILM_SAMPLES_PER_S * minilm.cpu_s_per_step[1] / known.cpu_s_per_step[1], f"{known.alias} student"
     return MINILM_SAMPLES_PER_S, f"student {student} (timed as if MiniLM)"
