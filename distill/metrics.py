@@ -45,6 +45,7 @@ class LabelMetrics(TypedDict, total=False):
     stopped_by_budget: bool
     mode: str  # "logprobs" or "json"
     mode_note: str | None  # why the run is in JSON mode (several probes agreed the server gives no logprobs)
+    prefix_as_tokens: bool  # the prompts' shared prefix went to the server as token ids (llama.cpp)
     probs_available: bool
     calibration: str
     calibrated: bool

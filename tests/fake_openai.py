@@ -41,6 +41,7 @@ class FakeOpenAI:
         fault_rate: float = 0.0,  # share of labeling requests that get a random fault from `faults`
         faults: tuple[str, ...] = ("malformed", "429", "500", "reset", "hang", "junk"),
         seed: int = 0,
+        tokenize: bool = False,  # serve llama.cpp's /tokenize (one token per character) and take mixed prompts
     ):
         self.delay = delay
         self.logprobs = logprobs
@@ -50,6 +51,7 @@ class FakeOpenAI:
         self.batch_polls = batch_polls
         self.fault_rate = fault_rate
         self.faults = faults
+        self.tokenize = tokenize
         self.rng = __import__("random").Random(seed)
         self.answered: list[str] = []  # texts of labeling requests answered with a good (200, well-formed) reply
         self.fail: dict[str, list[str]] = {}  # substring -> queue of faults for requests whose text has it
@@ -98,6 +100,8 @@ class FakeOpenAI:
         if "messages" in body:
             return body["messages"][-1]["content"]
         prompt = body.get("prompt", "")
+        if isinstance(prompt, list):  # llama.cpp's mixed prompt: token ids (here, characters) and text
+            prompt = "".join(chr(p) if isinstance(p, int) else p for p in prompt)
         m = re.search(r"Text: (.*)\nLabel:\s*$", prompt, re.S)
         return m.group(1) if m else prompt
 
@@ -196,6 +200,8 @@ class FakeOpenAI:
                     return self._send(400, {"error": {"message": "bad json"}})
                 if path.endswith("/batches"):
                     return self._send(200, fake._create_batch(body))
+                if path == "/tokenize" and fake.tokenize:
+                    return self._send(200, {"tokens": [ord(c) for c in body.get("content", "")]})
                 if not path.endswith("completions"):
                     return self._send(404, {"error": {"message": f"no route {path}"}})
                 with fake.lock:

@@ -97,6 +97,7 @@ def label_metrics(records, cfg, teacher, price, endpoint, unique, cached, trunca
         "stopped_by_budget": tally.stopped_by_budget,
         "mode": "json" if json_mode else "logprobs",
         "mode_note": teacher.mode_note,
+        "prefix_as_tokens": teacher.prefix is not None,  # the shared prompt prefix went as token ids (llama.cpp)
         "probs_available": not json_mode,
         "calibration": cfg.calibration if baseline is not None else "none",
         "calibrated": baseline is not None,

@@ -90,11 +90,15 @@ def _label_block(task: Task) -> str:
 
 def completion_prompt(task: Task, text: str) -> str:
     """A plain few-shot prompt for the completions endpoint (base models, llama.cpp, vLLM)."""
+    return completion_prefix(task) + f"Text: {_one_line(text)}\nLabel:"
+
+
+def completion_prefix(task: Task) -> str:
+    """The part of every completion prompt before the text: instructions, labels and examples."""
     parts = [task.instruction_text, _label_block(task), ""]
     for ex_text, ex_label in task.examples:
         parts.append(f"Text: {_one_line(ex_text)}\nLabel: {ex_label}\n")
-    parts.append(f"Text: {_one_line(text)}\nLabel:")
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n"
 
 
 def chat_messages(task: Task, text: str, json_mode: bool = False) -> list[dict[str, str]]:

@@ -87,7 +87,8 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
         parallel = max(1, min(cfg.concurrency, os.cpu_count() or 2, 8))
         with local_server(model, parallel=parallel, threads=cfg.threads, log_path=out / "teacher-server.log") as url:
             timeout = cfg.timeout or DEFAULT_TIMEOUT["local"]
-            yield Endpoint(url, model.name, kind, model_identity(model), timeout=timeout, max_retries=cfg.max_retries)
+            yield Endpoint(url, model.name, kind, model_identity(model), timeout=timeout, max_retries=cfg.max_retries,
+                           token_prefix=True)
         return
     base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
     api_key = os.environ.get("OPENAI_API_KEY")
@@ -98,8 +99,10 @@ def open_endpoint(cfg: LabelConfig, out: Path) -> Iterator[Endpoint]:
             )
         api_key = "not-needed"  # vLLM, Ollama and llama.cpp accept anything unless configured otherwise
     timeout = cfg.timeout or DEFAULT_TIMEOUT["remote"]
+    # A server of the user's own may be llama.cpp too (vLLM and Ollama answer /tokenize differently or not at all:
+    # the prompts then go as text, as before).
     yield Endpoint(base_url, cfg.teacher, kind, remote_identity(cfg, base_url), api_key=api_key, timeout=timeout,
-                   max_retries=cfg.max_retries)
+                   max_retries=cfg.max_retries, token_prefix=not base_url.startswith(OPENAI_URL))
 
 
 def remote_identity(cfg: LabelConfig, base_url: str) -> str:
@@ -182,6 +185,8 @@ async def _label_async(cfg, task, texts, endpoint, cache, price, out, n_gold: in
     try:
         # The content-free input doubles as a preflight: it fails fast on a bad URL, key or model, decides
         # (from several probes) whether the server returns logprobs, and is the content-free baseline.
+        if endpoint.token_prefix and endpoint.kind == "completions":
+            await teacher.use_token_prefix(P.completion_prefix(task), P.completion_prompt(task, P.CONTENT_FREE_TEXT))
         probe, json_mode = await teacher.preflight(build_request(task, P.CONTENT_FREE_TEXT, endpoint.kind, json_mode=False))
         start()
         baseline = None

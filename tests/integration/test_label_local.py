@@ -29,6 +29,8 @@ def test_embedded_teacher_labels_through_the_cli(tmp_path):
     assert all(r["source"] == "logprobs" and abs(sum(r["probs"].values()) - 1) < 1e-6 for r in rows)
     m = json.loads((out / "metrics.json").read_text())
     assert m["cost_usd"] == 0 and m["teacher_calls"] == 5 and m["endpoint"] == "completions"
+    # The shared prefix went as token ids (llama.cpp checked that they tokenize the same); labels as above.
+    assert m["prefix_as_tokens"] is True
     # The shared few-shot prefix is served from llama.cpp's prompt cache (needs swa_full for Gemma 3).
     assert m["cached_prompt_tokens"] > 0.5 * m["prompt_tokens"] - 200
     # The server was stopped: nothing listens on its port any more, and a rerun is served from the cache.

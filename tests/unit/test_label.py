@@ -129,6 +129,29 @@ def test_legacy_logprob_shape_on_completions(reviews, tmp_path):
         assert [x["label"] for x in read_rows(out)][:2] == ["positive", "negative"]
 
 
+def test_a_llama_cpp_server_gets_the_shared_prefix_as_token_ids_and_the_same_cache_keys(reviews, tmp_path):
+    """On a server with llama.cpp's /tokenize the prompt is [prefix token ids..., the rest as text]; the answers
+    are those of the text prompts, keyed as before (a rerun against a plain server is served from the cache)."""
+    from tests.fake_openai import FakeOpenAI
+
+    cache = str(tmp_path / "cache.sqlite")
+    with FakeOpenAI(shape="chat", tokenize=True) as fake:
+        r = run_label(str(reviews), *base_args(fake, tmp_path / "a", "--endpoint", "completions", "--cache", cache))
+        assert r.exit_code == 0, r.output
+        prompt = fake.requests[-1]["prompt"]
+        assert isinstance(prompt, list) and all(isinstance(t, int) for t in prompt[:-1]) and prompt[-1].startswith("Text: ")
+    rows = read_rows(tmp_path / "a")
+    assert [x["label"] for x in rows][:2] == ["positive", "negative"]
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["prefix_as_tokens"] is True
+    with FakeOpenAI(shape="chat") as plain:  # no /tokenize: text prompts, and every answer already cached
+        r = run_label(str(reviews), *base_args(plain, tmp_path / "b", "--endpoint", "completions", "--cache", cache,
+                                               "--reuse-answers-from", fake.base_url))
+        assert r.exit_code == 0, r.output
+        m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+        assert m["teacher_calls"] == 0 and m["prefix_as_tokens"] is False
+    assert read_rows(tmp_path / "b") == rows
+
+
 def test_dry_run_prints_the_estimate_and_calls_nothing(fake_openai, reviews, tmp_path):
     r = run_label(str(reviews), "--labels", "positive,negative", "--teacher", "gpt-4o-mini", "--base-url",
                   fake_openai.base_url, "--out", str(tmp_path / "run"), "--dry-run")
