@@ -110,7 +110,7 @@ def main() -> None:
         rows.append([spec, m["rows_per_second"], round(100 * m["cached_prompt_tokens"] / max(1, m["prompt_tokens"]), 1),
                      round(m["prompt_tokens"] / a.n), round(1000 * (c1 - c0) / a.n, 1),
                      round(1000 * (t1.user + t1.system - t0.user - t0.system) / a.n, 1), round(load, 2)])
-        print(rows[-1], file=sys.stderr, flush=True)
+        print(rows[-1], "prefix as tokens:", m.get("prefix_as_tokens"), file=sys.stderr, flush=True)
     print(table(["concurrency|server", "rows/s", "% prompt from cache", "prompt tokens/row", "server CPU ms/row",
                  "client CPU ms/row", "load avg"], rows))
     print(describe_machine(machine()))
