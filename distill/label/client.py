@@ -150,7 +150,9 @@ class Teacher:
 
         root = self.endpoint.base_url.rstrip("/").removesuffix("/v1")
         try:
-            async with httpx.AsyncClient(timeout=self.endpoint.timeout) as http:
+            # A short timeout: a server that ignores /tokenize must not hold up the run's start.
+            auth = {"Authorization": f"Bearer {self.endpoint.api_key}"} if self.endpoint.api_key else {}
+            async with httpx.AsyncClient(timeout=min(5.0, self.endpoint.timeout), headers=auth) as http:
                 async def tokens(text: str, special: bool) -> list[int]:
                     r = await http.post(f"{root}/tokenize", json={"content": text, "add_special": special})
                     r.raise_for_status()
