@@ -39,7 +39,7 @@ class Endpoint:
     api_key: str = field(repr=False, default="not-needed")  # never logged, never written
     timeout: float = 60.0
     max_retries: int = 6
-    token_prefix: bool = False  # a llama.cpp server (the embedded teacher): send the shared prefix as token ids
+    token_prefix: bool = False  # try llama.cpp's /tokenize, and send the prompts' shared prefix as token ids
 
 
 def build_request(task: P.Task, text: str, kind: str, json_mode: bool) -> dict[str, Any]:
@@ -148,6 +148,8 @@ class Teacher:
         cost (README, Labeling speed). The cache key is still the request as text, so answers stay shared."""
         import httpx
 
+        if not sample.startswith(prefix):
+            return False
         root = self.endpoint.base_url.rstrip("/").removesuffix("/v1")
         try:
             # A short timeout: a server that ignores /tokenize must not hold up the run's start.
@@ -161,7 +163,7 @@ class Teacher:
                 head, tail, whole = await tokens(prefix, True), await tokens(sample[len(prefix):], False), await tokens(sample, True)
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return False  # not llama.cpp, or an older one: prompts go as text
-        if not sample.startswith(prefix) or head + tail != whole:
+        if head + tail != whole:
             return False
         self.prefix = (prefix, head)
         return True
