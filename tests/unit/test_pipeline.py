@@ -229,7 +229,7 @@ def test_plan_prints_an_estimate_per_stage(fake, recipe):
     label_line, train_line, export_line = run.lines[1:4]
     assert label_line.split()[0] == "label" and "4 rows, embedded teacher, ~" in label_line
     assert "rows x 1 epochs at most" in train_line
-    assert export_line.split()[:3] == ["export", "~1-3", "min"]
+    assert export_line.split()[:3] == ["export", "~1-4", "min"]
     assert run.lines[-1].startswith("export: done in")
 
 
