@@ -113,8 +113,8 @@ def self_train(
         probs = softmax_rows(trainer.predict(encode_rows(unlabeled, [0] * len(unlabeled), None)).predictions)
         chosen = select_confident(probs, keep, shares, threshold)
         if not chosen:
-            floor = "" if threshold is None else f" with confidence >= {threshold}"
-            history.append({"round": r, "pseudo_rows": 0, "stopped": f"some label is predicted for no unlabeled text{floor}"})
+            bar = "" if threshold is None else f" with confidence >= {threshold}"
+            history.append({"round": r, "pseudo_rows": 0, "stopped": f"some label is predicted for no unlabeled text{bar}"})
             break
         targets = [max(range(len(probs[i])), key=probs[i].__getitem__) for i in chosen]
         pseudo = encode_rows([unlabeled[i] for i in chosen], targets, [probs[i] for i in chosen] if soft else None)
@@ -126,8 +126,9 @@ def self_train(
         states[r] = copy.deepcopy(model.state_dict())
         floor = keep_floor(history, val_rows, tolerance)
         states = {k: v for k, v in states.items() if history[k]["selection"] >= floor}  # memory: one copy per candidate
+    # Every round left in `states` clears the floor: each was pruned against the best so far, which is the best.
     floor = keep_floor(history, val_rows, tolerance)
-    kept = max(k for k in states if history[k]["selection"] >= floor)
+    kept = max(states)
     model.load_state_dict(states[kept])
     return {"rounds": history, "kept_round": kept, "keep_floor": round(floor, 4), "unlabeled_rows": len(unlabeled),
             "keep": keep, "threshold": threshold}
