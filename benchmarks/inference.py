@@ -4,6 +4,7 @@ transformers.pipeline and optimum's ORTModelForSequenceClassification, side by s
     OMP_NUM_THREADS=2 python benchmarks/inference.py                       # MiniLM + a fresh 2-label head, ~4 min
     python benchmarks/inference.py --train-run artifacts/restaurant-reviews/train --threads 1
     python benchmarks/inference.py --target avx512      # the export's AVX-512 VNNI preset (its own export folder)
+    python benchmarks/inference.py --compare-export DIR  # also another export folder's int8 file, side by side
 
 Every engine is timed from text to answer: tokenization, the model, and (for the Predictor) softmax and the
 per-text result dicts. Batch 1 is one call per text (mean, p50 and p99 latency); batch 32 is the same texts in
@@ -208,6 +209,9 @@ def main() -> None:
     ap.add_argument("--one-process", action="store_true",
                     help="time every engine in this one process (how rounds before 2026-12-03 ran) instead of one "
                     "fresh worker process per engine and round")
+    ap.add_argument("--compare-export", type=Path, action="append", default=[], metavar="DIR",
+                    help="another finished export folder: its int8 file through the Predictor is timed in the same rounds "
+                    "(an export before a change against the one after)")
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)  # internal: time one engine, print JSON
     ap.add_argument("--export-run", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -236,19 +240,25 @@ def main() -> None:
     lengths, batches, groups = batch32(export_run, texts)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches) / len(texts)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    # (row name, engine, export folder): the engines, then the Predictor's int8 on each --compare-export folder.
+    specs = [(name, name, export_run) for name in ENGINES]
+    specs += [(f"distill Predictor int8, {d.name}", "distill Predictor int8", d) for d in args.compare_export]
     if args.one_process:
         engines = build_engines(Path(train_run), export_run, args.threads, ENGINES)
+        for row, name, folder in specs[len(ENGINES):]:
+            engines[row] = build_engines(Path(train_run), folder, args.threads, [name])[name]
         for one, pass32 in engines.values():  # warm-up: first runs allocate and pick kernels
             one(texts[:1])
             pass32(groups[:1])
     best: dict[str, dict[str, Any]] = {}
     for r in range(args.rounds):
         print(f"timing round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        for name in ENGINES:
+        for row, engine, folder in specs:
+            name = row
             if args.one_process:
                 timed = time_round(*engines[name], texts, groups, clock) if name in engines else None
             else:
-                timed = in_worker(name, args, Path(train_run), export_run)
+                timed = in_worker(engine, args, Path(train_run), folder)
             if timed is None:
                 continue
             ms1, ms32 = timed
@@ -267,7 +277,8 @@ def main() -> None:
     base = best["PyTorch eager fp32"]
     sizes = {"PyTorch": sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
              "fp32": (export_run / "model.onnx").stat().st_size, "int8": (export_run / "model.int8.onnx").stat().st_size}
-    rows = [[name, round(sizes["int8" if "int8" in name else "fp32" if "Predictor fp32" in name else "PyTorch"] / 1e6, 1),
+    sizes.update({f"distill Predictor int8, {d.name}": (d / "model.int8.onnx").stat().st_size for d in args.compare_export})
+    rows = [[name, round(sizes[name if name in sizes else "int8" if "int8" in name else "fp32" if "Predictor fp32" in name else "PyTorch"] / 1e6, 1),
              b["ms1"], b["p50"], b["p99"], round(base["ms1"] / b["ms1"], 2), round(1000 / b["ms32"]),
              round(base["ms32"] / b["ms32"], 2), round(cold_s[name], 2) if name in cold_s else None]
             for name, b in best.items()]
@@ -283,7 +294,7 @@ def main() -> None:
     print(f"\nmachine: {describe_machine(machine())}; torch {torch.__version__}")
     path = save("inference" + suffix, {"threads": args.threads, "target": args.target, "clock": args.clock, "texts": len(texts), "one_process": args.one_process,
                        "mean_tokens": tokens, "padded_tokens_batch32": padded, "rounds": args.rounds,
-                       "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
+                       "compare_exports": [str(d) for d in args.compare_export], "train_run": str(args.train_run) if args.train_run else "MiniLM + fresh head",
                        "export": meta, "size_bytes": sizes, "results": best, "cold_start_s": cold_s,
                        "loadavg": load, "machine": machine(), "torch": torch.__version__})
     print(f"results: {path}")

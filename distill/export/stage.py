@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from distill.config import ExportConfig
 from distill.errors import BadInput, DistillError
 from distill.export.large import needs_external, place
+from distill.export.first_token import slice_first_token, slice_first_token_file
 from distill.export.quantization import RECIPES, SPEED_RECIPES, quantize
 from distill.export.train_run import TrainRun, load_train_run
 from distill.logs import quiet_transformers
@@ -66,18 +67,20 @@ def export_onnx(model_dir: Path, work: Path, opset: int | None) -> Path:
     return work / "model.onnx"
 
 
-def optimize_graph(src: Path, dst: Path, model_type: str) -> str | None:
-    """ONNX Runtime's offline transformer fusions; returns why they were not applied, or None."""
+def optimize_graph(src: Path, dst: Path, model_type: str) -> tuple[str | None, bool]:
+    """ONNX Runtime's offline transformer fusions, then the first-token rewrite (first_token.py: after the fusions,
+    whose attention pattern a Slice would break); returns why the fusions were not applied (or None) and whether
+    the rewrite was."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
     from optimum.onnxruntime.utils import ORTConfigManager
 
     if needs_external(src):
-        return "the model is over 2 GB (external data); fusions are not tried"
+        return "the model is over 2 GB (external data); fusions are not tried", False
     try:
         ort_type = ORTConfigManager.get_model_ort_type(model_type)
     except KeyError:
-        return f"onnxruntime has no transformer fusions for {model_type!r}"
+        return f"onnxruntime has no transformer fusions for {model_type!r}", False
     options = FusionOptions(ort_type)
     # Residual Add + LayerNormalization stay two nodes instead of one SkipLayerNormalization: onnxruntime's CPU
     # kernel for the fused node is the slow one. MiniLM int8 at batch 1 (24-token reviews, Intel Xeon AVX-512):
@@ -89,9 +92,10 @@ def optimize_graph(src: Path, dst: Path, model_type: str) -> str | None:
         model = optimize_model(str(src), model_type=ort_type, num_heads=0, hidden_size=0,  # 0: read from the graph
                                optimization_options=options)
     if not any(model.get_fused_operator_statistics().values()):
-        return "no subgraph matched a fusion pattern"
+        return "no subgraph matched a fusion pattern", False
+    sliced = slice_first_token(model.model)  # before saving: one write of the graph, not two
     model.save_model_to_file(str(dst))
-    return None
+    return None, sliced
 
 
 def write_tokenizer(train: TrainRun, out: Path) -> int:
@@ -135,11 +139,13 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
 
     plain = export_onnx(train.model_dir, work / "plain", cfg.opset)
     graphs = {"plain": plain}
-    why_not = "disabled (--no-optimize)"
+    why_not, first_token = "disabled (--no-optimize)", {}
     if cfg.optimize:
-        why_not = optimize_graph(plain, work / "optimized.onnx", train.model_type)
+        why_not, first_token["optimized"] = optimize_graph(plain, work / "optimized.onnx", train.model_type)
         if why_not is None:
             graphs["optimized"] = work / "optimized.onnx"
+    # The last layer for the [CLS] position only (first_token.py): exact, so every graph gets it where it applies.
+    first_token["plain"] = not needs_external(plain) and slice_first_token_file(plain)
     # Candidates: (graph, recipe) -> file; with int8, every graph in every same-size recipe (a model over 2 GB
     # only in the first: quantizing one twice costs minutes, and it is not fused anyway).
     recipes = (SPEED_RECIPES if not needs_external(plain) else SPEED_RECIPES[:1]) if cfg.quantize == "int8" else (None,)
@@ -149,7 +155,8 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
             files[g, r] = path if r is None else work / f"{g}.{r}.int8.onnx"
             if r is not None:
                 quantize(path, files[g, r], cfg.target, r)
-    decision: dict[str, Any] = {"kept": "plain", "reason": why_not, "int8_recipes": list(recipes) if recipes[0] else None}
+    decision: dict[str, Any] = {"kept": "plain", "reason": why_not, "int8_recipes": list(recipes) if recipes[0] else None,
+                                "first_token_only": first_token["plain"]}
     if len(files) > 1:
         texts, tok = [r["text"] for r in train.val], load_tokenizer(out, train.max_length, pad_id)
         t = time_graphs(files, tok, texts, cfg.latency_texts, cfg.threads)
@@ -164,6 +171,7 @@ def build_models(cfg: ExportConfig, train: TrainRun, out: Path, work: Path, pad_
             # the kept graph's recipes, fastest first: the order the verification tries them in
             "int8_recipes": sorted((k[1] for k in files if k[0] == kept), key=lambda r: score[kept, r]) if recipes[0] else None,
             "ms_per_item": {"/".join(x for x in k if x): v for k, v in t.items()},
+            "first_token_only": first_token[kept],
         }
     kept = decision["kept"]
     place(graphs[kept], out / "model.onnx")

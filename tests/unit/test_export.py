@@ -61,6 +61,32 @@ def test_onnx_model_has_dynamic_axes_and_matches_torch(tiny_export: Path, tiny_t
         assert np.abs(got - want).max() < 1e-4
 
 
+def test_the_last_layer_runs_for_the_first_token_only(tiny_export: Path) -> None:
+    """The rewrite (first_token.py) is in both shipped graphs; the test above holds the logits to PyTorch's."""
+    import onnx
+
+    assert read_json(tiny_export / "metrics.json")["graph_optimization"]["first_token_only"] is True
+    for name in ("model.onnx", "model.int8.onnx"):
+        slices = [n for n in onnx.load(str(tiny_export / name)).graph.node if n.op_type == "Slice" and "FirstToken" in n.name]
+        assert len(slices) == 2, name  # the last attention's output and the residual stream into it
+
+
+def test_first_token_rewrite_leaves_other_graphs_alone(tmp_path: Path) -> None:
+    """Mean pooling (no Gather of position 0): nothing to rewrite, and the file is not written again."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from distill.export.first_token import slice_first_token_file
+
+    x = helper.make_tensor_value_info("input_ids", TensorProto.FLOAT, ["batch", "seq"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["input_ids"], ["logits"], axes=[1], keepdims=0)], "g", [x], [y])
+    path = tmp_path / "mean.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    before = path.stat().st_mtime_ns
+    assert slice_first_token_file(path) is False and path.stat().st_mtime_ns == before
+
+
 def test_metrics_hold_parity_accuracy_speed_and_sizes(tiny_export: Path) -> None:
     m = read_json(tiny_export / "metrics.json")
     assert 0 <= m["max_abs_diff"] <= 1e-4

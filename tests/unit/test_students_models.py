@@ -92,6 +92,7 @@ def test_tiny_mpnet_trains_and_exports_with_the_tokenizer_in_the_graph(tmp_path,
     assert meta["inputs"] == ["input_ids", "attention_mask"]  # MPNet has no token_type_ids
     assert e["max_abs_diff"] < 1e-4 and e["with_tokenizer"]["texts_checked"] == 20
     assert e["int8_recipe"] in ("all", "all-reduce-range", "ffn-out-fp32")
+    assert e["graph_optimization"]["first_token_only"] is True  # MPNet's head reads <s> too
 
     from distill.runtime import Predictor
 
@@ -121,6 +122,7 @@ def test_tiny_qwen2_trains_with_lora_merged_back_and_exports(tmp_path, tiny_qwen
     assert read_json(tmp_path / "export" / "labels.json")["inputs"] == ["input_ids", "attention_mask"]
     # Parity was checked on padded batches of 8 and 32: the class is read at each row's last non-pad token.
     assert e["max_abs_diff"] < 1e-4 and {c["batch"] for c in e["parity_checks"]} >= {1, 8}
+    assert e["graph_optimization"]["first_token_only"] is False  # a decoder reads each row's last token
 
 
 def test_qwen2_tokenizer_in_the_graph_is_refused_with_the_way_out(tmp_path, tiny_qwen2_dir, toy_csv):
