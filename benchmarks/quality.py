@@ -44,13 +44,21 @@ INSTRUCTIONS = {"pang-lee": "Classify the sentiment of the movie review sentence
                 "rotten-tomatoes": "Classify the sentiment of the movie review."}
 
 
+def same_settings(stored: dict, cfg) -> bool:
+    """The run's settings are cfg's, counting a setting added to the config since the run, at its default, as
+    unchanged (a new option must not retrain every finished seed: 8 minutes each for mpnet)."""
+    now = cfg.resolved()
+    default = {k: f.default for k, f in type(cfg).model_fields.items()}
+    return set(stored) <= set(now) and all(stored[k] == v if k in stored else v == default.get(k) for k, v in now.items())
+
+
 def reuse_or_run(fn, cfg, out: Path, stage: str, upstream: Path | None = None) -> dict:
     """Run a stage unless `out` holds a finished run with exactly these settings, finished after its upstream."""
     from distill.runs import MANIFEST, is_finished, read_json
 
     done = is_finished(out)
     stale = done and upstream is not None and (out / MANIFEST).stat().st_mtime < (upstream / MANIFEST).stat().st_mtime
-    if done and not stale and read_json(out / "config.json").get("settings") == cfg.resolved():
+    if done and not stale and same_settings(read_json(out / "config.json").get("settings") or {}, cfg):
         print(f"{stage}: reusing {out}", file=sys.stderr)
         return read_json(out / "metrics.json")
     return fn(cfg, out)
@@ -141,6 +149,32 @@ def spread(values: list[float]) -> str:
     return f"{mean:.1f} ± {sd:.1f} (n={len(values)})"
 
 
+def seeds_together(model_dirs: list[Path], test_rows: list[tuple[str, str]]) -> dict[str, float]:
+    """Accuracy of the seeds' students as one: an ensemble (mean probabilities; n times the inference cost) and a
+    "soup" (mean weights; one model). How much of the gap to a target is one student's variance."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts = [t for t, _ in test_rows]
+    tok = AutoTokenizer.from_pretrained(model_dirs[0])
+    models = [AutoModelForSequenceClassification.from_pretrained(d).eval() for d in model_dirs]
+    label_id = {v: int(k) for k, v in models[0].config.id2label.items()}
+    truth = np.array([label_id[lab] for _, lab in test_rows])
+
+    def probs(model) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([model(**tok(texts[i : i + 64], padding=True, truncation=True, max_length=128,
+                                                return_tensors="pt")).logits.softmax(-1).numpy() for i in range(0, len(texts), 64)])
+
+    each = [probs(m) for m in models]
+    states = [m.state_dict() for m in models]
+    models[0].load_state_dict({k: sum(sd[k] for sd in states) / len(states) if v.is_floating_point() else v
+                               for k, v in states[0].items()})
+    return {"ensemble": float((np.mean(each, 0).argmax(1) == truth).mean()), "soup": float((probs(models[0]).argmax(1) == truth).mean()),
+            "each": [float((p.argmax(1) == truth).mean()) for p in each]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", choices=sorted(CORPORA), default="pang-lee")
@@ -156,6 +190,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the run folders (for an ablation's variant)")
     ap.add_argument("--ceiling", action="store_true", help="also train each student on the true labels (seed 0)")
     ap.add_argument("--label-only", action="store_true", help="only let the teacher label (fills the answer cache)")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also score the seeds' students together: the mean of their probabilities and of their weights")
     args = ap.parse_args()
 
     import yaml
@@ -183,7 +219,7 @@ def main() -> None:
                 m = reuse_or_run(train, tcfg, out, "train", data)
                 st = m.get("self_training") or {}
                 first = (st.get("rounds") or [{}])[0]
-                runs.append({"student": name, "rows": n or lm["rows"], "seed": seed, "train_rows": m["train_rows"],
+                runs.append({"student": name, "rows": n or lm["rows"], "seed": seed, "train_rows": m["train_rows"], "dir": str(out),
                              "without": first.get("gold_accuracy", m["gold_accuracy"]), "with": m["gold_accuracy"] if st else None,
                              "kept_round": st.get("kept_round"), "seconds": m["seconds"], "samples_per_second": m["samples_per_second"],
                              "self_training": st, "teacher": m.get("teacher_gold_accuracy")})
@@ -213,6 +249,15 @@ def main() -> None:
         rows.append([f"student {student}" + (" on the TRUE labels (ceiling)" if n == "true labels" else ""), rs[0]["train_rows"],
                      spread(without), spread(with_), f"{100 * (best - teacher):+.1f}",
                      " / ".join(f"{r['seconds']:.0f}" for r in rs), f"{statistics.mean(r['samples_per_second'] for r in rs):.1f}"])
+    together = {}
+    if args.ensemble:
+        for (student, n), rs in groups.items():
+            if n != "true labels" and len(rs) > 1:
+                dirs = [Path(r["dir"]) / "model" for r in rs]
+                t = together[f"{student}-{n}"] = seeds_together(dirs, test_rows)
+                for what in ("ensemble", "soup"):
+                    rows.append([f"student {student}, the {len(rs)} seeds' {'mean probabilities' if what == 'ensemble' else 'mean weights (one model)'}",
+                                 rs[0]["train_rows"], f"{100 * t[what]:.1f}", "-", f"{100 * (t[what] - teacher):+.1f}", "-", "-"])
     rows.append(["TF-IDF + logistic regression on the teacher labels", len(taught), f"{100 * base['accuracy']:.1f}", "-",
                  f"{100 * (base['accuracy'] - teacher):+.1f}", "< 1", "-"])
     m = machine()
@@ -225,7 +270,7 @@ def main() -> None:
     path = save(f"quality-{args.corpus}{args.tag}", {
         "corpus": args.corpus, "train_sentences": len(train_rows), "test_sentences": len(test_rows), "unlabeled": p["unlabeled_rows"],
         "shots": args.shots, "seed": args.seed, "settings": extra, "label_metrics": lm, "runs": runs,
-        "tfidf_baseline": base, "table": rows, "machine": m, "load_average": os.getloadavg(),
+        "tfidf_baseline": base, "seeds_together": together, "table": rows, "machine": m, "load_average": os.getloadavg(),
     })
     print(f"results: {path}")
 

@@ -8,8 +8,8 @@ the last layer computes one row instead of one per token. The attention still re
 values need them); the logits are the same up to float rounding (the export's parity check compares them with
 PyTorch's as for any graph).
 
-On MiniLM (6 layers) that is about a sixth of the layer work at batch 1 minus the attention: measured in the
-README's inference table. Graphs of other shapes (a decoder pooling the last non-pad token, mean pooling, an
+MiniLM int8 on 2 threads (README, Inference): 1.60 -> 1.51 ms a review at batch 1 through the Predictor, 995 ->
+1,098 texts/s at batch 32. Graphs of other shapes (a decoder pooling the last non-pad token, mean pooling, an
 operator this module does not know to be per-position) are left as they are.
 """
 
