@@ -3,17 +3,17 @@
     OMP_NUM_THREADS=2 python benchmarks/teacher_speed.py                 # the settings below, 160 sentences each
     python benchmarks/teacher_speed.py --n 100 '8|{"parallel": 8}' '4|{"parallel": 4, "threads": 1}'
 
-Each setting is CONCURRENCY|{server settings as JSON}: model (a GGUF path; default the embedded teacher's), parallel (slots), threads, threads_batch, poll (llama.cpp's
-busy-wait level, 0-100), n_batch, n_ubatch, kv_unified, n_threads_http, cache_ram_mib, flash_attn_type (-1 auto, 0
-off, 1 on). The server is the embedded teacher's (the same model, context per slot and swa_full as
-distill/label/server.py), started here with those settings; the client is `distill label` itself (--base-url,
-completions, the quality benchmark's 6 examples and instructions) on short Pang & Lee sentences, other sentences
-for each setting and a throwaway answer cache, so rows/s is the teacher's speed (server start not included). Prints
-rows/s, the share of prompt tokens llama.cpp served from its prefix cache, and the CPU ms per row of the server and
-of the client. `--perf` also samples the server process with Linux `perf` while it labels (99 Hz per thread,
-no call graphs: llama.cpp's symbols are in xllamacpp's library) and prints where its CPU time goes, by function
-and by group (GROUPS: the weights times the prompt's tokens, the output projection over the vocabulary,
-attention, OpenMP's waiting, sampling, tokenizing).
+Each setting is CONCURRENCY|{server settings as JSON}: model (a GGUF path; default: the embedded teacher's),
+parallel (slots), threads, threads_batch, poll (llama.cpp's busy-wait level, 0-100), n_batch, n_ubatch, kv_unified,
+n_threads_http, cache_ram_mib, flash_attn_type (-1 auto, 0 off, 1 on). The server is the embedded teacher's (the
+same model, context per slot and swa_full as distill/label/server.py), started here with those settings; the client
+is `distill label` itself (--base-url, completions, the quality benchmark's 6 examples and instructions) on short
+Pang & Lee sentences, other sentences for each setting and a throwaway answer cache, so rows/s is the teacher's
+speed (server start not included). Prints rows/s, the share of prompt tokens llama.cpp served from its prefix
+cache, and the CPU ms per row of the server and of the client. `--perf` also samples the server process with Linux
+`perf` while it labels (99 Hz per thread, no call graphs: llama.cpp's symbols are in xllamacpp's library) and
+prints where its CPU time goes, by function and by group (GROUPS: the weights times the prompt's tokens, the output
+projection over the vocabulary, attention, OpenMP's waiting, sampling, tokenizing).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def perf_stop(perf: subprocess.Popen, path: Path, top: int = 25) -> dict:
     for line in out.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.+?)\s*$", line)
         if m:
-            name = re.split(r"\s{2,}", m.group(3))[0]  # drop perf's IPC columns
+            name = re.split(r"\s{2,}", m.group(3))[0].replace("(anonymous namespace)::", "")  # no IPC columns
             funcs.append((f"{name} [{m.group(2)}]", float(m.group(1))))
     groups: dict[str, float] = {}
     for name, share in funcs:

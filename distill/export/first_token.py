@@ -75,11 +75,10 @@ def slice_first_token(model: Any) -> bool:
     # Grow the region backwards from the Gather's input: a producer joins when it is per-position and everything
     # reading its outputs is already in the region (a tensor that attention also reads must stay whole).
     region: dict[int, Any] = {}
-    frontier = [gather.input[0]]
     changed = True
     while changed:
         changed = False
-        for name in list(frontier) + [i for n in region.values() for i in n.input]:
+        for name in [gather.input[0], *(i for n in region.values() for i in n.input)]:
             node = producer.get(name)
             if node is None or id(node) in region or not _per_position(node):
                 continue

@@ -22,8 +22,8 @@ from typing import Any, Iterator
 
 from distill.config import ExportConfig
 from distill.errors import BadInput, DistillError
-from distill.export.large import needs_external, place
 from distill.export.first_token import slice_first_token, slice_first_token_file
+from distill.export.large import needs_external, place
 from distill.export.quantization import RECIPES, SPEED_RECIPES, quantize
 from distill.export.train_run import TrainRun, load_train_run
 from distill.logs import quiet_transformers
