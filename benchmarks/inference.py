@@ -253,8 +253,7 @@ def main() -> None:
     best: dict[str, dict[str, Any]] = {}
     for r in range(args.rounds):
         print(f"timing round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        for row, engine, folder in specs:
-            name = row
+        for name, engine, folder in specs:
             if args.one_process:
                 timed = time_round(*engines[name], texts, groups, clock) if name in engines else None
             else:
