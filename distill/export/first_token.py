@@ -25,23 +25,27 @@ PER_POSITION = {"MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Tan
                 "Identity", "Dropout"}
 
 
-def _constant_values(graph: Any) -> dict[str, Any]:
-    import onnx.numpy_helper as nh
-
-    values = {t.name: nh.to_array(t) for t in graph.initializer}
+def _constants(graph: Any) -> dict[str, Any]:
+    """name -> TensorProto of every constant (initializers and Constant nodes); not converted to arrays: mpnet's
+    weights are 438 MB, and only a Gather's index is ever read."""
+    consts = {t.name: t for t in graph.initializer}
     for n in graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            values[n.output[0]] = nh.to_array(n.attribute[0].t)
-    return values
+            consts[n.output[0]] = n.attribute[0].t
+    return consts
 
 
 def _first_token_gather(graph: Any, consts: dict[str, Any]) -> Any | None:
     """The Gather(axis=1, index 0) that reads the first position of the last hidden state, if there is one."""
+    from onnx.numpy_helper import to_array
+
     hits = []
     for n in graph.node:
+        if n.op_type != "Gather" or len(n.input) != 2 or n.input[1] not in consts:
+            continue
         axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
-        idx = consts.get(n.input[1]) if n.op_type == "Gather" and len(n.input) == 2 else None
-        if idx is not None and axis == 1 and idx.ndim == 0 and int(idx) == 0:
+        idx = to_array(consts[n.input[1]])
+        if axis == 1 and idx.ndim == 0 and int(idx) == 0:
             hits.append(n)
     return hits[0] if len(hits) == 1 else None
 
@@ -61,7 +65,7 @@ def slice_first_token(model: Any) -> bool:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     graph = model.graph
-    consts = _constant_values(graph)
+    consts = _constants(graph)
     gather = _first_token_gather(graph, consts)
     if gather is None:
         return False
