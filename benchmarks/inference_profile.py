@@ -44,16 +44,10 @@ def best_ms(call, reps: int) -> float:
 
 
 def op_profile(model: Path, threads: int, feeds: dict[str, Any], reps: int) -> dict[str, float]:
-    """Microseconds per run by operator type, from onnxruntime's profiler (its own session, same options)."""
-    import onnxruntime as ort
+    """Microseconds per run by operator type, from onnxruntime's profiler (a second Predictor session, profiling)."""
+    from distill.runtime import session
 
-    from distill.runtime import SLOW_FUSIONS
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(OUT / "inference-profile-ort")
-    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"], disabled_optimizers=SLOW_FUSIONS)
+    sess = session(model, threads, profile_prefix=str(OUT / "inference-profile-ort"))
     for _ in range(reps):
         sess.run(None, feeds)
     path = Path(sess.end_profiling())

@@ -162,10 +162,12 @@ def seeds_together(model_dirs: list[Path], test_rows: list[tuple[str, str]]) -> 
     label_id = {v: int(k) for k, v in models[0].config.id2label.items()}
     truth = np.array([label_id[lab] for _, lab in test_rows])
 
+    batches = [tok(texts[i : i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+               for i in range(0, len(texts), 64)]  # tokenized once for every model
+
     def probs(model) -> np.ndarray:
         with torch.inference_mode():
-            return np.concatenate([model(**tok(texts[i : i + 64], padding=True, truncation=True, max_length=128,
-                                                return_tensors="pt")).logits.softmax(-1).numpy() for i in range(0, len(texts), 64)])
+            return np.concatenate([model(**b).logits.softmax(-1).numpy() for b in batches])
 
     each = [probs(m) for m in models]
     states = [m.state_dict() for m in models]

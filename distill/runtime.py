@@ -44,13 +44,18 @@ def extensions_library() -> str:
     raise BadInput(f"onnxruntime-extensions is installed in {spec.submodule_search_locations} but has no custom-op library")
 
 
-def session(path: Path, threads: int | None = None, custom_ops: bool = False, all_fusions: bool = False) -> Any:
+def session(path: Path, threads: int | None = None, custom_ops: bool = False, all_fusions: bool = False,
+            profile_prefix: str | None = None) -> Any:
     """An onnxruntime CPU session; `threads` pins intra-op threads so timings compare across engines.
-    `all_fusions`: onnxruntime's defaults, SLOW_FUSIONS included (what its ORT-format converter bakes in)."""
+    `all_fusions`: onnxruntime's defaults, SLOW_FUSIONS included (what its ORT-format converter bakes in).
+    `profile_prefix`: record onnxruntime's per-node profile (end_profiling() writes it; for benchmarks)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
